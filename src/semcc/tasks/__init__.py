@@ -1,0 +1,1 @@
+"""semcc.tasks."""
