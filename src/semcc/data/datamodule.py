@@ -1,0 +1,370 @@
+"""SemanticCCDataModule: the three training sets of Sec. III-F (D_cd, D_cc, D_cd-cc) as Lightning loaders.
+
+Sources (any of which may be absent):
+
+* ``cd``: LEVIR-CD layout (:class:`~semcc.data.levir.LevirCDDataset`), random crops for training and a
+  covering grid of crops for evaluation; labels y_cd of Eq. 9.
+* ``cc``: LEVIR-CC layout (:class:`~semcc.data.levir.LevirCCDataset`), captions y_cc of Eq. 9.
+* ``joint``: LEVIR-MCI layout (:class:`~semcc.data.levir.LevirMCIDataset`), pairs with both labels.
+
+When ``synth_root`` is set, missing roots default to the SynthLEVIR folders under it (``LEVIR-CC`` for cc
+and joint, ``LEVIR-CD`` for cd) and the data set is generated there on first use (once; reused after;
+a file lock makes concurrent processes, e.g. DDP ranks, wait for one generator).
+
+Batches are :class:`ChangeBatch` dictionaries of any size: ``image_a``/``image_b`` ``[B, 3, H, W]``,
+``mask`` ``[B, H, W]`` where the source has masks, ``captions`` (all references of each pair),
+``name``, ``changed`` ``[B]`` bool and ``source``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Literal, NotRequired, TypedDict
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from semcc.data.levir import (
+    LEVIR_CC_MEAN,
+    LEVIR_CC_STD,
+    ChangeSample,
+    LevirCCDataset,
+    LevirCDDataset,
+    LevirMCIDataset,
+    load_levir_cc_captions,
+)
+from semcc.data.sampler import MultiSourceDataset, PhaseBatchSampler, phases_for
+from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir, is_generated
+from semcc.data.text import build_word_tokenizer
+
+__all__ = ["SOURCES", "ChangeBatch", "SemanticCCDataModule", "collate_change_samples"]
+
+Source = Literal["cd", "cc", "joint"]
+SOURCES: tuple[str, ...] = ("cd", "cc", "joint")
+
+
+class ChangeBatch(TypedDict):
+    """A collated batch from one source."""
+
+    image_a: torch.Tensor
+    image_b: torch.Tensor
+    mask: NotRequired[torch.Tensor]
+    captions: list[list[str]]
+    name: list[str]
+    changed: torch.Tensor
+    source: str
+    phase: NotRequired[str]
+
+
+def collate_change_samples(samples: Sequence[ChangeSample], source: str = "") -> ChangeBatch:
+    """Stack samples into a :class:`ChangeBatch`, keeping every reference caption of every pair.
+
+    ``source`` defaults to the samples' own ``source`` tag; a ``phase`` tag is carried over too.
+    """
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    first = samples[0]
+    source = source or str(first.get("source", ""))
+    with_mask = ["mask" in s for s in samples]
+    if any(with_mask) and not all(with_mask):
+        raise ValueError("a batch mixes samples with and without masks; keep one source per loader")
+    batch = ChangeBatch(
+        image_a=torch.stack([s["image_a"] for s in samples]),
+        image_b=torch.stack([s["image_b"] for s in samples]),
+        captions=[list(s["captions"]) for s in samples],
+        name=[s["name"] for s in samples],
+        changed=torch.tensor([bool(s["changed"]) for s in samples]),
+        source=source,
+    )
+    if all(with_mask):
+        batch["mask"] = torch.stack([s["mask"] for s in samples])
+    if "phase" in first:
+        batch["phase"] = str(first["phase"])
+    return batch
+
+
+class _Collate:
+    """Picklable collate function that tags batches with their source (for worker processes)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __call__(self, samples: Sequence[ChangeSample]) -> ChangeBatch:
+        return collate_change_samples(samples, self.source)
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class SemanticCCDataModule(L.LightningDataModule):
+    """Loaders for CD, CC and joint (CD + CC) data; see the module docstring.
+
+    Args:
+        cc_root: LEVIR-CC folder (``LevirCCcaptions.json`` + ``images/``).
+        cd_root: LEVIR-CD folder (``{train,val,test}/{A,B,label}``).
+        joint_root: LEVIR-MCI folder (LEVIR-CC plus ``images/{split}/label``).
+        synth_root: generate SynthLEVIR here when missing; unset roots default to its sub-folders.
+        synth: the SynthLEVIR arguments (sizes, counts, seed, nuisance); only used with ``synth_root``.
+        sources: which sources to use (default: every one whose root is set).
+        batch_size: training batch size (every source).
+        eval_batch_size: validation/test/predict batch size (default: ``batch_size``).
+        num_workers: DataLoader worker processes.
+        pin_memory: pin host memory (default: when CUDA is available).
+        cd_crop_size: crop size of LEVIR-CD tiles (the model's input size).
+        cd_samples_per_tile: random crops per LEVIR-CD tile and epoch in training.
+        cd_flip: random horizontal/vertical flips of LEVIR-CD training crops.
+        joint_mask_mode: how LEVIR-MCI labels map to classes (``building``, ``change`` or ``classes``).
+        val_sources: sources evaluated in validation/test (default: ``joint`` if set, else ``cc`` and ``cd``).
+        predict_split: the split that ``predict_dataloader`` serves (from ``cc`` or ``joint``).
+        mean, std: RGB normalisation on the 0-1 scale (default: LEVIR-CC statistics).
+        tokenizer_dir: where to build (once) the word-level tokenizer from the training captions.
+        strategy: the training strategy whose phases ``train_dataloader`` yields (``three_stage``,
+            ``two_stage``, ``one_stage``; the configs link it to the task's).
+        seed: seed of the per-epoch shuffling of the training phases (the same on every rank).
+    """
+
+    def __init__(
+        self,
+        cc_root: str | None = None,
+        cd_root: str | None = None,
+        joint_root: str | None = None,
+        *,
+        synth_root: str | None = None,
+        synth: SynthLEVIRConfig | None = None,
+        sources: list[Source] | None = None,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        cd_crop_size: int = 256,
+        cd_samples_per_tile: int = 4,
+        cd_flip: bool = True,
+        joint_mask_mode: Literal["building", "change", "classes"] = "building",
+        val_sources: list[Source] | None = None,
+        predict_split: str = "test",
+        mean: tuple[float, float, float] = LEVIR_CC_MEAN,
+        std: tuple[float, float, float] = LEVIR_CC_STD,
+        tokenizer_dir: str | None = None,
+        strategy: str = "three_stage",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.synth_root = Path(synth_root).expanduser() if synth_root else None
+        self.synth = synth if synth is not None else (SynthLEVIRConfig() if synth_root else None)
+        if self.synth_root is not None:
+            cc_root = cc_root or str(self.synth_root / "LEVIR-CC")
+            joint_root = joint_root or str(self.synth_root / "LEVIR-CC")
+            cd_root = cd_root or str(self.synth_root / "LEVIR-CD")
+        self.roots: dict[str, Path] = {
+            k: Path(v).expanduser() for k, v in (("cd", cd_root), ("cc", cc_root), ("joint", joint_root)) if v
+        }
+        if sources is not None:
+            if unknown := [s for s in sources if s not in SOURCES]:
+                raise ValueError(f"unknown sources {unknown}; choose from {list(SOURCES)}")
+            if missing := [s for s in sources if s not in self.roots]:
+                raise ValueError(f"sources {missing} have no root: set {', '.join(m + '_root' for m in missing)}")
+            self.roots = {k: v for k, v in self.roots.items() if k in sources}
+        if not self.roots:
+            raise ValueError("no data: set at least one of cc_root, cd_root, joint_root or synth_root")
+        if val_sources is None:
+            val_sources = ["joint"] if "joint" in self.roots else [s for s in ("cc", "cd") if s in self.roots]
+        if missing := [s for s in val_sources if s not in self.roots]:
+            raise ValueError(f"val_sources {missing} are not among the configured sources {list(self.roots)}")
+        self.val_sources = list(val_sources)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.cd_crop_size = cd_crop_size
+        self.cd_samples_per_tile = cd_samples_per_tile
+        self.cd_flip = cd_flip
+        self.joint_mask_mode = joint_mask_mode
+        self.predict_split = predict_split
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.tokenizer_dir = Path(tokenizer_dir).expanduser() if tokenizer_dir else None
+        self.strategy = strategy
+        self.seed = seed
+        self._resume: tuple[int, int] | None = None
+        self._datasets: dict[tuple[str, str], Dataset] = {}
+        self.save_hyperparameters(ignore=["synth"])
+        if self.synth is not None:
+            self.hparams["synth"] = asdict(self.synth)
+
+    # ------------------------------------------------------------------------------------ preparation
+    @property
+    def sources(self) -> list[str]:
+        """The configured sources, in phase order (cd, cc, joint)."""
+        return [s for s in SOURCES if s in self.roots]
+
+    def ensure_data(self) -> None:
+        """Generate SynthLEVIR under ``synth_root`` unless a complete copy is there (safe across processes)."""
+        if self.synth_root is None or self.synth is None:
+            return
+        if is_generated(self.synth_root, self.synth):
+            return
+        with _file_lock(self.synth_root.with_name(self.synth_root.name + ".lock")):
+            if not is_generated(self.synth_root, self.synth):
+                generate_synth_levir(self.synth_root, self.synth, overwrite=True)
+
+    @property
+    def tokenizer_path(self) -> str | None:
+        """The word-level tokenizer directory, built from the training captions on first use.
+
+        ``None`` when no ``tokenizer_dir`` is configured (the LLM's own tokenizer is used). Reading this
+        property prepares the data first (so a config can link it to the model at instantiation).
+        """
+        if self.tokenizer_dir is None:
+            return None
+        if not (self.tokenizer_dir / "tokenizer.json").is_file():
+            self.ensure_data()
+            with _file_lock(self.tokenizer_dir.with_name(self.tokenizer_dir.name + ".lock")):
+                if not (self.tokenizer_dir / "tokenizer.json").is_file():
+                    build_word_tokenizer(self.training_captions(), self.tokenizer_dir)
+        return str(self.tokenizer_dir)
+
+    def training_captions(self) -> list[str]:
+        """Every reference caption of the training split of the caption sources (for the vocabulary)."""
+        captions: list[str] = []
+        seen: set[Path] = set()
+        for source in ("cc", "joint"):
+            root = self.roots.get(source)
+            if root is None or root in seen:
+                continue
+            seen.add(root)
+            path = root / "LevirCCcaptions.json"
+            for entry in load_levir_cc_captions(path):
+                if entry["split"] == "train":
+                    captions += [" ".join(s["tokens"]) if s.get("tokens") else s["raw"] for s in entry["sentences"]]
+        if not captions and ("cc" in self.roots or "joint" in self.roots):
+            raise ValueError(f"{path}: no training captions to build a vocabulary from")
+        return captions
+
+    def prepare_data(self) -> None:
+        self.ensure_data()
+        _ = self.tokenizer_path
+
+    # ---------------------------------------------------------------------------------------- datasets
+    def dataset(self, source: str, split: str) -> Dataset:
+        """The dataset of ``source`` (``cd``, ``cc``, ``joint``) for ``split`` (built once, then cached)."""
+        if source not in self.roots:
+            raise ValueError(f"source {source!r} is not configured (configured: {self.sources})")
+        key = (source, split)
+        if key not in self._datasets:
+            self.ensure_data()
+            root, norm = self.roots[source], {"mean": self.mean, "std": self.std}
+            if source == "cc":
+                ds: Dataset = LevirCCDataset(root, split, **norm)
+            elif source == "joint":
+                ds = LevirMCIDataset(root, split, mask_mode=self.joint_mask_mode, **norm)
+            else:
+                train = split == "train"
+                ds = LevirCDDataset(
+                    root,
+                    split,
+                    crop_size=self.cd_crop_size,
+                    mode="random" if train else "grid",
+                    samples_per_tile=self.cd_samples_per_tile if train else 1,
+                    flip=self.cd_flip and train,
+                    **norm,
+                )
+            self._datasets[key] = ds
+        return self._datasets[key]
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": [self.predict_split]}
+        for split in splits.get(stage or "fit", ["train", "val"]):
+            sources = self.sources if split == "train" else self.val_sources
+            if stage == "predict":
+                sources = [s for s in ("joint", "cc") if s in self.roots][:1] or self.sources[:1]
+            for source in sources:
+                self.dataset(source, split)
+
+    # ----------------------------------------------------------------------------------------- loaders
+    def dataloader(self, source: str, split: str, *, shuffle: bool | None = None) -> DataLoader:
+        """A loader of one source and split; training loaders shuffle, none drops a sample.
+
+        Evaluation loaders are sharded over ranks (``DistributedSampler`` without shuffling) when
+        ``torch.distributed`` is initialised; the caption metric drops the padding duplicates by name.
+        """
+        train = split == "train"
+        dataset = self.dataset(source, split)
+        sampler = None
+        if not train and torch.distributed.is_available() and torch.distributed.is_initialized():
+            sampler = DistributedSampler(dataset, shuffle=False, drop_last=False)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=(train if shuffle is None else shuffle) if sampler is None else False,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=_Collate(source),
+        )
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """Make the training loader of ``epoch`` skip its first ``batches`` batches (resuming mid-epoch)."""
+        self._resume = (epoch, batches)
+
+    def train_dataloader(self) -> DataLoader:
+        """The phases of ``strategy`` in order, one source per batch (:class:`PhaseBatchSampler`).
+
+        Batches carry ``phase`` (``cd``, ``cc``, ``joint`` or ``all``) besides ``source``. The sampler
+        shards over ranks itself, so a distributed Trainer needs ``use_distributed_sampler=False``.
+        """
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
+            raise ValueError(
+                "SemanticCCDataModule shards its phase batches over ranks itself: set "
+                "`trainer.use_distributed_sampler: false` (the shipped configs do)"
+            )
+        phases = phases_for(self.strategy, self.sources)
+        datasets = {s: self.dataset(s, "train") for p in phases for s in p.sources}
+        sampler = PhaseBatchSampler(
+            {s: len(d) for s, d in datasets.items()}, phases, self.batch_size, shuffle=True, seed=self.seed
+        )
+        if trainer is not None:
+            sampler.set_epoch(trainer.current_epoch)
+        if self._resume is not None:
+            epoch, batches = self._resume
+            sampler.set_epoch(epoch)
+            sampler.skip = batches
+            self._resume = None
+        return DataLoader(
+            MultiSourceDataset(datasets),
+            batch_sampler=sampler,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_change_samples,
+        )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self.dataloader(source, "val") for source in self.val_sources]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self.dataloader(source, "test") for source in self.val_sources]
+
+    def predict_dataloader(self) -> DataLoader:
+        source = next((s for s in ("joint", "cc") if s in self.roots), self.sources[0])
+        return self.dataloader(source, self.predict_split, shuffle=False)
+
+    def __repr__(self) -> str:
+        roots = ", ".join(f"{k}={os.fspath(v)}" for k, v in self.roots.items())
+        return f"{type(self).__name__}({roots}, batch_size={self.batch_size})"

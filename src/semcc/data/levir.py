@@ -1,0 +1,455 @@
+"""Readers for the LEVIR family: LEVIR-CC (captions), LEVIR-MCI (captions + change masks), LEVIR-CD (tiles).
+
+These produce the inputs of paper Eq. 1 (the bi-temporal pair I_1, I_2) and the labels of Eq. 9 (y_cd,
+y_cc): the three training sets D_cc, D_cd-cc and D_cd of Sec. III-F. SynthLEVIR writes the same layouts,
+so the same classes read real and generated data.
+
+Layouts (DESIGN.md, "Data formats"):
+
+* LEVIR-CC: ``root/LevirCCcaptions.json`` + ``root/images/{split}/{A,B}/NAME.png``.
+* LEVIR-MCI: LEVIR-CC plus ``root/images/{split}/label/NAME.png`` (channel 0: 255 building, 128 road).
+* LEVIR-CD: ``root/{split}/{A,B,label}/NAME.png`` (label 0/255, building change).
+
+Errors and conversions (all errors are :class:`LevirDataError`, a ``ValueError`` whose message starts with
+the offending path):
+
+* At construction: unknown split, missing or malformed captions JSON (with the JSON parser's position),
+  an entry without ``filename``/``split``/``sentences`` or a sentence without ``tokens``/``raw``, a pair
+  whose A, B (or label) file does not exist.
+* On first access of a sample: an unreadable / corrupt PNG, A and B (or label) of different sizes.
+* Conversions, not errors: a grey image is repeated to three channels, an RGBA or LA image has its alpha
+  dropped, a palette image is converted to RGB; a multi-channel label is read from channel 0.
+
+Samples are :class:`ChangeSample` dictionaries. ``image_a``/``image_b`` are normalised float tensors
+``[3, H, W]``; ``image`` stacks them as ``[2, 3, H, W]`` and ``mask`` is ``[H, W]`` int64, the keys that
+torchgeo's change-detection datasets use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, NotRequired, TypedDict
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from semcc.data.text import is_no_change, normalize_caption
+
+__all__ = [
+    "LEVIR_CC_MEAN",
+    "LEVIR_CC_STD",
+    "MCI_CLASSES",
+    "ChangeSample",
+    "LevirCCDataset",
+    "LevirCDDataset",
+    "LevirDataError",
+    "LevirMCIDataset",
+    "load_levir_cc_captions",
+    "read_rgb",
+]
+
+#: LEVIR-CC channel statistics (RGB, on the 0-1 scale): the values used by RSICCformer / Chg2Cap.
+LEVIR_CC_MEAN: tuple[float, float, float] = (100.6790 / 255, 99.5023 / 255, 84.9932 / 255)
+LEVIR_CC_STD: tuple[float, float, float] = (50.9820 / 255, 48.4838 / 255, 44.7057 / 255)
+
+#: Class ids of LEVIR-MCI masks after mapping (label value -> class).
+MCI_CLASSES: tuple[str, ...] = ("none", "road", "building")
+_MCI_VALUES = {0: 0, 128: 1, 255: 2}
+
+SPLITS = ("train", "val", "test")
+
+
+class LevirDataError(ValueError):
+    """A LEVIR file is missing, unreadable or inconsistent; the message starts with the path."""
+
+
+class ChangeSample(TypedDict):
+    """One bi-temporal sample. ``mask`` is present for LEVIR-MCI and LEVIR-CD, ``captions`` may be empty."""
+
+    image_a: torch.Tensor
+    image_b: torch.Tensor
+    image: torch.Tensor
+    mask: NotRequired[torch.Tensor]
+    captions: list[str]
+    name: str
+    changed: bool
+
+
+# --------------------------------------------------------------------------------------------- images
+def read_rgb(path: Path) -> np.ndarray:
+    """Read an image as ``uint8 [H, W, 3]``; grey is repeated, alpha dropped, palettes converted."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA", "P", "PA", "L", "I;16", "I", "F", "1", "CMYK", "YCbCr"):
+                im = im.convert("RGB")
+            if im.mode != "RGB":
+                raise LevirDataError(f"{path}: unsupported image mode {im.mode!r}")
+            return np.array(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise LevirDataError(f"{path}: image file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise LevirDataError(f"{path}: cannot decode image (corrupt or not a PNG?): {err}") from None
+
+
+def _read_label(path: Path) -> np.ndarray:
+    """Read a label as ``uint8 [H, W]``: the single channel or channel 0 of a multi-channel file."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.array(im)
+    except FileNotFoundError:
+        raise LevirDataError(f"{path}: label file is missing") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise LevirDataError(f"{path}: cannot decode label (corrupt or not a PNG?): {err}") from None
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr.astype(np.uint8, copy=False)
+
+
+def _check_same_size(*pairs: tuple[Path, tuple[int, ...]]) -> None:
+    ref_path, ref = pairs[0]
+    for path, shape in pairs[1:]:
+        if shape[:2] != ref[:2]:
+            raise LevirDataError(
+                f"{path}: size {shape[1]}x{shape[0]} does not match {ref_path} ({ref[1]}x{ref[0]})"
+            )
+
+
+class _Normalizer:
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        if len(mean) != 3 or len(std) != 3:
+            raise ValueError(f"mean and std need three values (RGB), got {list(mean)} and {list(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std values must be positive, got {list(std)}")
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+        return (x - self.mean) / self.std
+
+
+def _check_split(split: str, root: Path, available: Sequence[str]) -> None:
+    if split not in available:
+        raise LevirDataError(f"{root}: unknown split {split!r}; available: {', '.join(available) or 'none'}")
+
+
+# ------------------------------------------------------------------------------------------- captions
+def load_levir_cc_captions(path: str | Path) -> list[dict]:
+    """Load and validate a ``LevirCCcaptions.json`` file; returns its ``images`` list.
+
+    Raises :class:`LevirDataError` naming the file and, for a bad entry, its index and missing key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LevirDataError(f"{path}: captions file is missing")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise LevirDataError(
+            f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise LevirDataError(f"{path}: not UTF-8 text: {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise LevirDataError(f"{path}: expected an object with an 'images' list (LevirCCcaptions schema)")
+    images = data["images"]
+    for i, entry in enumerate(images):
+        if not isinstance(entry, dict):
+            raise LevirDataError(f"{path}: images[{i}] is not an object")
+        for key in ("filename", "split", "sentences"):
+            if key not in entry:
+                raise LevirDataError(f"{path}: images[{i}] has no {key!r}")
+        if not isinstance(entry["sentences"], list) or not entry["sentences"]:
+            raise LevirDataError(f"{path}: images[{i}] ({entry['filename']}) has no sentences")
+        for j, sent in enumerate(entry["sentences"]):
+            if not isinstance(sent, dict) or not ("tokens" in sent or "raw" in sent):
+                raise LevirDataError(
+                    f"{path}: images[{i}] ({entry['filename']}) sentence {j} has neither 'tokens' nor 'raw'"
+                )
+    return images
+
+
+def _sentence_text(sent: dict) -> str:
+    tokens = sent.get("tokens")
+    if isinstance(tokens, list) and tokens:
+        return " ".join(str(t) for t in tokens)
+    return normalize_caption(str(sent.get("raw", "")))
+
+
+# ------------------------------------------------------------------------------------------- datasets
+class LevirCCDataset(Dataset[ChangeSample]):
+    """LEVIR-CC: bi-temporal pairs with five reference captions each (D_cc of Sec. III-F).
+
+    Args:
+        root: folder holding ``LevirCCcaptions.json`` and ``images/``.
+        split: ``train``, ``val`` or ``test`` (any split named in the JSON).
+        captions_file: the JSON file name or path (relative to ``root``).
+        mean, std: RGB normalisation on the 0-1 scale (default: LEVIR-CC statistics).
+        names: keep only these file names (e.g. the pairs that have images on disk).
+    """
+
+    has_mask = False
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        captions_file: str = "LevirCCcaptions.json",
+        mean: Sequence[float] = LEVIR_CC_MEAN,
+        std: Sequence[float] = LEVIR_CC_STD,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.captions_path = self.root / captions_file
+        images = load_levir_cc_captions(self.captions_path)
+        available = sorted({str(e["split"]) for e in images})
+        _check_split(split, self.captions_path, available)
+        keep = set(names) if names is not None else None
+        self.entries = [
+            e for e in images if e["split"] == split and (keep is None or e["filename"] in keep)
+        ]
+        if keep is not None:
+            found = {e["filename"] for e in self.entries}
+            if missing := sorted(keep - found):
+                raise LevirDataError(f"{self.captions_path}: no {split} entries named {missing[:5]}")
+        self.normalize = _Normalizer(mean, std)
+        for entry in self.entries:
+            for path in self._paths(entry):
+                if not path.is_file():
+                    raise LevirDataError(f"{path}: image file is missing (listed in {self.captions_path})")
+
+    def _folder(self, entry: dict) -> Path:
+        return self.root / "images" / str(entry.get("filepath") or entry["split"])
+
+    def _paths(self, entry: dict) -> list[Path]:
+        folder = self._folder(entry)
+        return [folder / "A" / entry["filename"], folder / "B" / entry["filename"]]
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def names(self) -> list[str]:
+        return [e["filename"] for e in self.entries]
+
+    def captions(self, index: int) -> list[str]:
+        """The reference captions of pair ``index`` (normalised text)."""
+        return [_sentence_text(s) for s in self.entries[index]["sentences"]]
+
+    def _load_pair(self, entry: dict) -> tuple[np.ndarray, np.ndarray]:
+        path_a, path_b = self._paths(entry)[:2]
+        a, b = read_rgb(path_a), read_rgb(path_b)
+        _check_same_size((path_a, a.shape), (path_b, b.shape))
+        return a, b
+
+    def __getitem__(self, index: int) -> ChangeSample:
+        entry = self.entries[index]
+        a, b = self._load_pair(entry)
+        captions = self.captions(index)
+        image_a, image_b = self.normalize(a), self.normalize(b)
+        return ChangeSample(
+            image_a=image_a,
+            image_b=image_b,
+            image=torch.stack([image_a, image_b]),
+            captions=captions,
+            name=str(entry["filename"]),
+            changed=not all(is_no_change(c) for c in captions),
+        )
+
+
+class LevirMCIDataset(LevirCCDataset):
+    """LEVIR-MCI: LEVIR-CC pairs plus change masks (D_cd-cc of Sec. III-F).
+
+    ``mask_mode`` maps the label (channel 0: 255 building, 128 road, 0 none):
+
+    * ``"classes"``: 0 none, 1 road, 2 building (:data:`MCI_CLASSES`);
+    * ``"change"``: 1 for any change, 0 otherwise;
+    * ``"building"``: 1 for building change only (the LEVIR-CD definition), 0 otherwise.
+
+    Label values other than 0, 128 and 255 raise :class:`LevirDataError` naming the file.
+    """
+
+    has_mask = True
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        mask_mode: Literal["classes", "change", "building"] = "classes",
+        captions_file: str = "LevirCCcaptions.json",
+        mean: Sequence[float] = LEVIR_CC_MEAN,
+        std: Sequence[float] = LEVIR_CC_STD,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        if mask_mode not in ("classes", "change", "building"):
+            raise ValueError(f"mask_mode must be 'classes', 'change' or 'building', got {mask_mode!r}")
+        self.mask_mode = mask_mode
+        super().__init__(root, split, captions_file=captions_file, mean=mean, std=std, names=names)
+
+    @property
+    def num_classes(self) -> int:
+        return len(MCI_CLASSES) if self.mask_mode == "classes" else 2
+
+    def _paths(self, entry: dict) -> list[Path]:
+        return [*super()._paths(entry), self._folder(entry) / "label" / entry["filename"]]
+
+    def __getitem__(self, index: int) -> ChangeSample:
+        sample = super().__getitem__(index)
+        label_path = self._paths(self.entries[index])[2]
+        label = _read_label(label_path)
+        _check_same_size((self._paths(self.entries[index])[0], tuple(sample["image_a"].shape[1:])),
+                         (label_path, label.shape))
+        sample["mask"] = torch.from_numpy(_map_mci_label(label, self.mask_mode, label_path))
+        return sample
+
+
+def _map_mci_label(label: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    values = np.unique(label)
+    if bad := [int(v) for v in values if int(v) not in _MCI_VALUES]:
+        raise LevirDataError(f"{path}: label values {bad[:5]} are not LEVIR-MCI classes (0, 128, 255)")
+    if mode == "change":
+        out = label > 0
+    elif mode == "building":
+        out = label == 255
+    else:
+        lut = np.zeros(256, dtype=np.int64)
+        for value, cls in _MCI_VALUES.items():
+            lut[value] = cls
+        return lut[label]
+    return out.astype(np.int64)
+
+
+class LevirCDDataset(Dataset[ChangeSample]):
+    """LEVIR-CD: large bi-temporal tiles with building-change masks (D_cd of Sec. III-F).
+
+    ``mode="random"`` (training): each item is a random ``crop_size`` crop of a tile, with random flips
+    when ``flip`` is set; ``samples_per_tile`` items per tile and epoch. ``mode="grid"`` (evaluation): the
+    crops of a regular grid that covers every tile completely (the last row/column is shifted inward when
+    the tile is not a multiple of ``crop_size``), named ``NAME:row:col``. Randomness comes from torch's
+    global generator, so ``seed_everything(workers=True)`` makes it reproducible.
+    Mask: 1 where the label is non-zero (255 = change), else 0.
+    """
+
+    has_mask = True
+    num_classes = 2
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        *,
+        crop_size: int | None = 256,
+        mode: Literal["random", "grid"] = "grid",
+        samples_per_tile: int = 1,
+        flip: bool = False,
+        mean: Sequence[float] = LEVIR_CC_MEAN,
+        std: Sequence[float] = LEVIR_CC_STD,
+    ) -> None:
+        if mode not in ("random", "grid"):
+            raise ValueError(f"mode must be 'random' or 'grid', got {mode!r}")
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise LevirDataError(f"{self.root}: LEVIR-CD root folder is missing")
+        available = [s for s in SPLITS if (self.root / s / "A").is_dir()]
+        available += sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and (p / "A").is_dir() and p.name not in SPLITS
+        )
+        _check_split(split, self.root, available)
+        self.split, self.mode, self.crop_size, self.flip = split, mode, crop_size, flip
+        self.samples_per_tile = max(1, int(samples_per_tile))
+        folder = self.root / split
+        self.tiles = sorted(p.name for p in (folder / "A").glob("*.png"))
+        if not self.tiles:
+            raise LevirDataError(f"{folder / 'A'}: no PNG tiles")
+        for name in self.tiles:
+            for sub in ("B", "label"):
+                if not (folder / sub / name).is_file():
+                    raise LevirDataError(f"{folder / sub / name}: file is missing (tile {name} has an A)")
+        self.normalize = _Normalizer(mean, std)
+        self._grid: list[tuple[int, int, int, int, int]] = []
+        if mode == "grid":
+            # Tile size from the first tile's header (cheap); every tile must share it.
+            with Image.open(folder / "A" / self.tiles[0]) as im:
+                w, h = im.size
+            self.tile_size = (h, w)
+            crop = crop_size or max(h, w)
+            rows, cols = _grid_starts(h, crop), _grid_starts(w, crop)
+            self._grid = [
+                (t, i, j, r, c)
+                for t in range(len(self.tiles))
+                for i, r in enumerate(rows)
+                for j, c in enumerate(cols)
+            ]
+
+    def __len__(self) -> int:
+        if self.mode == "grid":
+            return len(self._grid)
+        return len(self.tiles) * self.samples_per_tile
+
+    def _load(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        folder = self.root / self.split
+        pa, pb, pl = folder / "A" / name, folder / "B" / name, folder / "label" / name
+        a, b, label = read_rgb(pa), read_rgb(pb), _read_label(pl)
+        _check_same_size((pa, a.shape), (pb, b.shape), (pl, label.shape))
+        return a, b, label
+
+    def __getitem__(self, index: int) -> ChangeSample:
+        if self.mode == "grid":
+            tile, row, col, top, left = self._grid[index]
+            name = self.tiles[tile]
+            a, b, label = self._load(name)
+            if a.shape[:2] != self.tile_size:
+                raise LevirDataError(
+                    f"{self.root / self.split / 'A' / name}: tile size {a.shape[1]}x{a.shape[0]} differs from"
+                    " "
+                    f"the split's {self.tile_size[1]}x{self.tile_size[0]} (grid mode needs one size)"
+                )
+            crop = self.crop_size or max(a.shape[:2])
+            sample_name = f"{name}:{row}:{col}" if len(self._grid) > len(self.tiles) else name
+        else:
+            name = self.tiles[index // self.samples_per_tile]
+            a, b, label = self._load(name)
+            h, w = a.shape[:2]
+            crop = min(self.crop_size or max(h, w), h, w)
+            top = int(torch.randint(0, h - crop + 1, ()).item())
+            left = int(torch.randint(0, w - crop + 1, ()).item())
+            sample_name = name
+        crop_h = min(crop, a.shape[0])
+        crop_w = min(crop, a.shape[1])
+        sl = (slice(top, top + crop_h), slice(left, left + crop_w))
+        a, b, label = a[sl], b[sl], label[sl]
+        if self.mode == "random" and self.flip:
+            if torch.rand(()) < 0.5:
+                a, b, label = a[:, ::-1], b[:, ::-1], label[:, ::-1]
+            if torch.rand(()) < 0.5:
+                a, b, label = a[::-1], b[::-1], label[::-1]
+        image_a, image_b = self.normalize(a), self.normalize(b)
+        mask = torch.from_numpy(np.ascontiguousarray(label > 0)).long()
+        return ChangeSample(
+            image_a=image_a,
+            image_b=image_b,
+            image=torch.stack([image_a, image_b]),
+            mask=mask,
+            captions=[],
+            name=sample_name,
+            changed=bool(mask.any()),
+        )
+
+
+def _grid_starts(length: int, crop: int) -> list[int]:
+    """Start offsets of crops of size ``crop`` that cover ``[0, length)``; the last one ends at ``length``."""
+    if crop >= length:
+        return [0]
+    n = math.ceil(length / crop)
+    return [min(i * crop, length - crop) for i in range(n)]

@@ -1,0 +1,159 @@
+"""Phase batches for the training strategies of Sec. III-F / Table IV: which data each phase reads, in order.
+
+``three_stage`` (the paper's) runs, every epoch, phase ``cd`` on D_cd, phase ``cc`` on D_cc and phase
+``joint`` on D_cd-cc; ``two_stage`` runs ``cd`` then ``cc``; ``one_stage`` runs one phase ``all`` that
+interleaves the batches of every source. What each phase trains is the task's business
+(:mod:`semcc.tasks.schedule`).
+
+:class:`PhaseBatchSampler` yields single-source batches in phase order; every rank gets the same number
+of batches per phase in the same order (each rank's share of a phase's shuffled indices is padded to the
+same length, like ``DistributedSampler``), so all ranks run the same phase at every step. It can skip the
+batches already done in an epoch, so a resumed run continues at the same phase and step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+__all__ = ["STRATEGIES", "MultiSourceDataset", "Phase", "PhaseBatchSampler", "phases_for"]
+
+STRATEGIES: tuple[str, ...] = ("three_stage", "two_stage", "one_stage")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A phase: its name (a key of :data:`PHASE_PARTS`) and the data sources it reads."""
+
+    name: str
+    sources: tuple[str, ...]
+
+
+def phases_for(strategy: str, sources: Sequence[str]) -> list[Phase]:
+    """The phases of ``strategy`` given the configured data ``sources`` (``cd``, ``cc``, ``joint``).
+
+    A phase whose source is not configured is left out (e.g. three-stage without LEVIR-MCI runs i and ii);
+    no phase at all is an error.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
+    available = set(sources)
+    if strategy == "one_stage":
+        phases = [Phase("all", tuple(s for s in ("cd", "cc", "joint") if s in available))]
+    else:
+        wanted = ("cd", "cc", "joint") if strategy == "three_stage" else ("cd", "cc")
+        phases = [Phase(name, (name,)) for name in wanted if name in available]
+    phases = [p for p in phases if p.sources]
+    if not phases:
+        raise ValueError(f"strategy {strategy!r} has no phase with the configured sources {sorted(available)}")
+    return phases
+
+
+class MultiSourceDataset(Dataset):
+    """Several datasets behind one index: ``dataset[(source, index, phase)]`` -> sample tagged with both."""
+
+    def __init__(self, datasets: dict[str, Dataset]) -> None:
+        self.datasets = datasets
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self.datasets.values())  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[str, int, str]) -> dict:
+        source, index, phase = key
+        sample = dict(self.datasets[source][index])
+        sample["source"], sample["phase"] = source, phase
+        return sample
+
+
+class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
+    """Batches of ``(source, index, phase)`` keys: phase after phase, one source per batch.
+
+    Args:
+        lengths: number of samples of each source.
+        phases: the phases in order (see :func:`phases_for`).
+        batch_size: samples per batch (the last batch of a phase may be smaller, equally on all ranks).
+        shuffle: reshuffle every epoch (``set_epoch``) from ``seed``.
+        rank, world_size: this process's share; ``None`` reads ``torch.distributed`` when iterating.
+    """
+
+    def __init__(
+        self,
+        lengths: dict[str, int],
+        phases: Sequence[Phase],
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        self.lengths, self.phases, self.batch_size = dict(lengths), list(phases), batch_size
+        self.shuffle, self.seed = shuffle, seed
+        self._rank, self._world = rank, world_size
+        self.epoch = 0
+        self.skip = 0  # batches of the current epoch already done (resume)
+        for phase in self.phases:
+            for source in phase.sources:
+                if self.lengths.get(source, 0) == 0:
+                    raise ValueError(f"phase {phase.name!r} reads source {source!r}, which has no samples")
+        self.sampler = self  # Lightning calls sampler.set_epoch through batch_sampler.sampler
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
+        self.epoch = epoch
+
+    def _dist(self) -> tuple[int, int]:
+        if self._rank is not None and self._world is not None:
+            return self._rank, self._world
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _source_batches(self, source: str, phase_index: int) -> list[list[int]]:
+        rank, world = self._dist()
+        n = self.lengths[source]
+        if self.shuffle:
+            # Same seed on every rank (no str hashing: it differs between processes).
+            key = ((self.seed * 1_000_003 + self.epoch) * 101 + phase_index) * 7 + ("cd", "cc", "joint").index(source)
+            g = torch.Generator().manual_seed(key % (2**62))
+            order = torch.randperm(n, generator=g).tolist()
+        else:
+            order = list(range(n))
+        per_rank = math.ceil(n / world)
+        order += order[: per_rank * world - n]  # pad so every rank gets the same count
+        mine = order[rank::world]
+        return [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+
+    def phase_batches(self) -> list[tuple[str, int]]:
+        """``(phase name, number of batches)`` for this rank, in order."""
+        out = []
+        for k, phase in enumerate(self.phases):
+            out.append((phase.name, sum(len(self._source_batches(s, k)) for s in phase.sources)))
+        return out
+
+    def __iter__(self) -> Iterator[list[tuple[str, int, str]]]:
+        produced = 0
+        for k, phase in enumerate(self.phases):
+            per_source = {s: self._source_batches(s, k) for s in phase.sources}
+            # Interleave sources in proportion to their batch counts (one_stage reads several).
+            total = sum(len(b) for b in per_source.values())
+            cursor = dict.fromkeys(per_source, 0)
+            for _ in range(total):
+                source = min(
+                    (s for s in per_source if cursor[s] < len(per_source[s])),
+                    key=lambda s: ((cursor[s] + 0.5) / len(per_source[s]), s),
+                )
+                batch = per_source[source][cursor[source]]
+                cursor[source] += 1
+                produced += 1
+                if produced <= self.skip:
+                    continue
+                yield [(source, i, phase.name) for i in batch]
+
+    def __len__(self) -> int:
+        return max(0, sum(n for _, n in self.phase_batches()) - self.skip)

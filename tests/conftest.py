@@ -1,0 +1,58 @@
+"""Shared fixtures: the real LEVIR-CC samples in ../shared and a small SynthLEVIR data set."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_PAIRS = ("train_000016.png", "train_000051.png", "train_000054.png")
+
+
+def shared_levir_dir() -> Path | None:
+    """../shared/data/levir-cc-real beside the repository (or $SEMCC_SHARED/data/levir-cc-real)."""
+    base = Path(os.environ["SEMCC_SHARED"]) if os.environ.get("SEMCC_SHARED") else REPO.parent / "shared"
+    path = base / "data" / "levir-cc-real"
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def real_levir_dir() -> Path:
+    path = shared_levir_dir()
+    if path is None:
+        pytest.skip("the real LEVIR-CC samples (../shared/data/levir-cc-real) are not beside this checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_levir_cc(real_levir_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LEVIR-CC root: the real captions JSON (all pairs) and the three real image pairs."""
+    root = tmp_path_factory.mktemp("levir-cc-real")
+    shutil.copytree(real_levir_dir / "images", root / "images")
+    with gzip.open(real_levir_dir / "LevirCCcaptions.json.gz", "rb") as src:
+        (root / "LevirCCcaptions.json").write_bytes(src.read())
+    return root
+
+
+@pytest.fixture(scope="session")
+def synth_config():
+    """The arguments of the session's small SynthLEVIR (64 px pairs, 256 px CD tiles)."""
+    from semcc.data.synthetic import SynthLEVIRConfig
+
+    return SynthLEVIRConfig(
+        pairs={"train": 12, "val": 6, "test": 6}, cd_tiles={"train": 2, "val": 1, "test": 1}, size=64, workers=1
+    )
+
+
+@pytest.fixture(scope="session")
+def synth_root(synth_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small SynthLEVIR data set, generated once per test session."""
+    from semcc.data.synthetic import generate_synth_levir
+
+    root = tmp_path_factory.mktemp("synth") / "synthlevir"
+    generate_synth_levir(root, synth_config)
+    return root

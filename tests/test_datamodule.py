@@ -1,0 +1,160 @@
+"""SemanticCCDataModule: sources, batches of any size, SynthLEVIR generated once, the tokenizer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from semcc.data.datamodule import SemanticCCDataModule, collate_change_samples
+from semcc.data.levir import LevirCCDataset
+from semcc.data.text import load_tokenizer
+
+
+def _module(synth_root: Path, synth_config, **kw) -> SemanticCCDataModule:
+    return SemanticCCDataModule(synth_root=str(synth_root), synth=synth_config, cd_crop_size=64, **kw)
+
+
+@pytest.mark.parametrize("source", ["cd", "cc", "joint"])
+def test_training_batch_of_four_from_each_source(synth_root: Path, synth_config, source: str) -> None:
+    dm = _module(synth_root, synth_config, batch_size=4)
+    dm.setup("fit")
+    assert dm.sources == ["cd", "cc", "joint"]
+    batch = next(iter(dm.dataloader(source, "train")))
+    assert batch["source"] == source
+    assert batch["image_a"].shape == batch["image_b"].shape == (4, 3, 64, 64)
+    assert batch["changed"].shape == (4,) and batch["changed"].dtype == torch.bool
+    assert len(batch["name"]) == 4
+    if source == "cd":
+        assert batch["mask"].shape == (4, 64, 64) and batch["captions"] == [[]] * 4
+    else:
+        assert all(len(refs) == 5 for refs in batch["captions"])
+    if source == "joint":
+        assert batch["mask"].shape == (4, 64, 64)
+        assert set(batch["mask"].unique().tolist()) <= {0, 1}
+    if source == "cc":
+        assert "mask" not in batch
+
+
+def test_eval_loaders_and_batch_sizes(synth_root: Path, synth_config) -> None:
+    dm = _module(synth_root, synth_config, batch_size=4, eval_batch_size=5)
+    dm.setup("validate")
+    (val,) = dm.val_dataloader()  # joint by default
+    sizes = [len(b["name"]) for b in val]
+    assert sizes == [5, 1]  # six val pairs, nothing dropped
+    dm2 = _module(synth_root, synth_config, val_sources=["cc", "cd"], batch_size=3)
+    dm2.setup("test")
+    cc, cd = dm2.test_dataloader()
+    assert sum(len(b["name"]) for b in cc) == 6
+    assert sum(len(b["name"]) for b in cd) == 16  # one 256 px tile as 4 x 4 crops of 64
+    assert len({n for b in cd for n in b["name"]}) == 16
+    names = [n for b in dm2.predict_dataloader() for n in b["name"]]
+    assert names == LevirCCDataset(synth_root / "LEVIR-CC", "test").names
+
+
+def test_collate_keeps_every_reference(synth_root: Path, synth_config) -> None:
+    ds = _module(synth_root, synth_config).dataset("cc", "train")
+    batch = collate_change_samples([ds[0], ds[1], ds[2]], "cc")
+    assert batch["captions"] == [ds.captions(i) for i in range(3)]
+    with pytest.raises(ValueError, match="mixes samples with and without masks"):
+        collate_change_samples([ds[0], _module(synth_root, synth_config).dataset("joint", "train")[0]])
+
+
+def test_synthlevir_generated_once_then_reused(synth_config, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    dm = SemanticCCDataModule(synth_root=str(root), synth=synth_config, tokenizer_dir=str(tmp_path / "tok"))
+    assert not root.exists()
+    dm.prepare_data()
+    marker = root / "synthlevir.json"
+    assert marker.is_file() and (root / "LEVIR-CC/LevirCCcaptions.json").is_file()
+    stamp = marker.stat().st_mtime_ns
+    files = sorted(p.relative_to(root) for p in root.rglob("*.png"))
+    assert len(files) == (12 + 6 + 6) * 3 + (2 + 1 + 1) * 3
+    # A second module (e.g. another DDP rank or a later run) reuses the data and the tokenizer.
+    dm2 = SemanticCCDataModule(synth_root=str(root), synth=synth_config, tokenizer_dir=str(tmp_path / "tok"))
+    dm2.prepare_data()
+    assert marker.stat().st_mtime_ns == stamp
+    tok = load_tokenizer(dm2.tokenizer_path)
+    ds = dm2.dataset("cc", "train")
+    words = {w for i in range(len(ds)) for c in ds.captions(i) for w in c.split()}
+    assert words <= set(tok.get_vocab())
+
+
+def test_tokenizer_path_prepares_data_first(synth_config, tmp_path: Path) -> None:
+    dm = SemanticCCDataModule(synth_root=str(tmp_path / "d"), synth=synth_config, tokenizer_dir=str(tmp_path / "t"))
+    path = dm.tokenizer_path  # what a config links to the model at instantiation
+    assert path is not None and os.path.isfile(os.path.join(path, "tokenizer.json"))
+    assert (tmp_path / "d/synthlevir.json").is_file()
+    assert SemanticCCDataModule(cc_root=str(tmp_path / "d/LEVIR-CC")).tokenizer_path is None
+
+
+def test_interrupted_generation_is_redone(synth_config, synth_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(synth_root, root)
+    (root / "synthlevir.json").unlink()  # as if the generator had been killed before finishing
+    next((root / "LEVIR-CC/images/train/A").iterdir()).unlink()
+    dm = SemanticCCDataModule(synth_root=str(root), synth=synth_config)
+    dm.prepare_data()
+    assert len(dm.dataset("cc", "train")) == 12  # every file is back
+
+
+def test_configuration_errors(synth_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no data"):
+        SemanticCCDataModule()
+    with pytest.raises(ValueError, match=r"sources \['cd'\] have no root: set cd_root"):
+        SemanticCCDataModule(cc_root=str(synth_root / "LEVIR-CC"), sources=["cd"])
+    with pytest.raises(ValueError, match="unknown sources"):
+        SemanticCCDataModule(cc_root=str(synth_root / "LEVIR-CC"), sources=["seg"])
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        SemanticCCDataModule(cc_root=str(synth_root / "LEVIR-CC"), batch_size=0)
+    dm = SemanticCCDataModule(cc_root=str(synth_root / "LEVIR-CC"))
+    with pytest.raises(ValueError, match=r"source 'cd' is not configured \(configured: \['cc'\]\)"):
+        dm.dataset("cd", "train")
+
+
+@pytest.mark.parametrize(
+    ("strategy", "phases"),
+    [("three_stage", ["cd", "cc", "joint"]), ("two_stage", ["cd", "cc"]), ("one_stage", ["all"])],
+)
+def test_train_loader_yields_phases_in_order(synth_root: Path, synth_config, strategy: str, phases: list) -> None:
+    dm = _module(synth_root, synth_config, batch_size=4, strategy=strategy, cd_samples_per_tile=2)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    seen = [b["phase"] for b in batches]
+    assert [p for i, p in enumerate(seen) if i == 0 or seen[i - 1] != p] == phases  # contiguous, in order
+    counts = {p: sum(len(b["name"]) for b in batches if b["phase"] == p) for p in phases}
+    if strategy == "one_stage":
+        assert counts == {"all": 4 + 12 + 12}
+        assert {b["source"] for b in batches} == {"cd", "cc", "joint"}
+    else:
+        assert counts == {p: {"cd": 4, "cc": 12, "joint": 12}[p] for p in phases}
+        assert all(b["source"] == b["phase"] for b in batches)
+    for b in batches:
+        assert ("mask" in b) == (b["source"] != "cc")
+
+
+def test_phase_sampler_shards_ranks_equally_and_resumes() -> None:
+    from semcc.data.sampler import PhaseBatchSampler, phases_for
+
+    phases = phases_for("three_stage", ["cd", "cc", "joint"])
+    lengths = {"cd": 7, "cc": 10, "joint": 5}
+    ranks = [list(PhaseBatchSampler(lengths, phases, 2, seed=3, rank=r, world_size=2)) for r in range(2)]
+    # Same number of batches and the same phase at every step on both ranks.
+    assert len(ranks[0]) == len(ranks[1])
+    assert [b[0][2] for b in ranks[0]] == [b[0][2] for b in ranks[1]]
+    for source, n in lengths.items():
+        seen = {i for r in ranks for b in r for (s, i, _) in b if s == source}
+        assert seen == set(range(n))  # every sample of every phase is covered
+    one = PhaseBatchSampler(lengths, phases, 2, seed=3, rank=0, world_size=1)
+    full = list(one)
+    one.skip = 5
+    assert list(one) == full[5:] and len(one) == len(full) - 5
+    one.set_epoch(1)  # a new epoch reshuffles and forgets the skip
+    assert one.skip == 0 and list(one) != full
+    with pytest.raises(ValueError, match="reads source 'joint', which has no samples"):
+        PhaseBatchSampler({"cd": 1, "cc": 1, "joint": 0}, phases, 2)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        phases_for("four_stage", ["cd"])
