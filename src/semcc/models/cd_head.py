@@ -1,0 +1,92 @@
+"""Change-detection decoder, paper Sec. III-D, Eq. 6 (``M = Phi_cd-decode(F_cd)``).
+
+Eq. 6::
+
+    {F_i} = Phi_sampling(cat_c(F_cd^1, F_cd^2))      # SimpleFPN: 1/4, 1/8, 1/16, 1/32 of the input
+    F_i   = Phi_resize(Phi_conv(F_i))                # conv, then bilinear resize to one scale
+    M     = Phi_proj(cat_c({F_i}))                   # 1x1 conv to the class number
+
+``Phi_sampling`` follows ViTDet's SimpleFPN on the stride-16 map: 1/4 by two stride-2 transposed
+convolutions (LayerNorm + GELU between), 1/8 by one, 1/16 identity, 1/32 by 2x2 max-pooling; each level
+then gets ``Phi_conv`` = 1x1 conv + LayerNorm + 3x3 conv + LayerNorm to ``fpn_channels`` (paper: 512,
+"F_i in R^{H/2^{i+1} x W/2^{i+1} x 512}"). The levels are resized to the 1/4 scale, concatenated,
+projected by a 1x1 conv and the logits are bilinearly upsampled to the input size.
+
+Classes (Eq. 9 uses binary cross-entropy): ``num_classes=1`` gives one binary change logit per pixel
+(train with BCE-with-logits, change = logit > 0); ``num_classes > 1`` gives class logits for
+cross-entropy (LEVIR-MCI: 3 = none / road / building).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semcc.models._sam import LayerNorm2d
+
+__all__ = ["ChangeDetectionHead", "SimpleFPN"]
+
+
+class SimpleFPN(nn.Module):
+    """ViTDet SimpleFPN: a stride-16 map ``[B, C, h, w]`` -> four maps at strides 4, 8, 16, 32."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        mid = max(in_channels // 2, 1)
+        self.to_4 = nn.Sequential(
+            nn.ConvTranspose2d(in_channels, mid, 2, stride=2),
+            LayerNorm2d(mid),
+            nn.GELU(),
+            nn.ConvTranspose2d(mid, mid // 2 or 1, 2, stride=2),
+        )
+        self.to_8 = nn.ConvTranspose2d(in_channels, mid, 2, stride=2)
+        self.to_16 = nn.Identity()
+        self.to_32 = nn.MaxPool2d(2, stride=2)
+        widths = (mid // 2 or 1, mid, in_channels, in_channels)
+        self.convs = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(w, out_channels, 1, bias=False),
+                LayerNorm2d(out_channels),
+                nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+                LayerNorm2d(out_channels),
+            )
+            for w in widths
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        levels = (self.to_4(x), self.to_8(x), self.to_16(x), self.to_32(x))
+        return [conv(level) for conv, level in zip(self.convs, levels, strict=True)]
+
+
+class ChangeDetectionHead(nn.Module):
+    """Eq. 6: ``(F_cd^1, F_cd^2)`` ``[B, in_channels, h, w]`` each -> mask logits ``[B, K, H, W]``.
+
+    Args:
+        in_channels: width of each F_cd (256, SAM's neck).
+        fpn_channels: width of the SimpleFPN levels (paper 512).
+        num_classes: 1 = binary change logit (BCE, Eq. 9); K > 1 = class logits (CE), e.g. 3 for LEVIR-MCI.
+        patch_size: stride of F_cd relative to the input (16), used to upsample to the input size.
+    """
+
+    def __init__(
+        self, in_channels: int = 256, fpn_channels: int = 512, num_classes: int = 1, patch_size: int = 16
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = num_classes
+        self.patch_size = patch_size
+        self.fpn = SimpleFPN(2 * in_channels, fpn_channels)
+        self.proj = nn.Conv2d(4 * fpn_channels, num_classes, 1)
+
+    def forward(self, f_cd_1: torch.Tensor, f_cd_2: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([f_cd_1, f_cd_2], dim=1)
+        levels = self.fpn(x)
+        size = levels[0].shape[-2:]
+        levels = [levels[0]] + [
+            F.interpolate(level, size=size, mode="bilinear", align_corners=False) for level in levels[1:]
+        ]
+        logits = self.proj(torch.cat(levels, dim=1))
+        out_size = (x.shape[-2] * self.patch_size, x.shape[-1] * self.patch_size)
+        return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)

@@ -1,0 +1,165 @@
+"""Semantic-CC, the network of paper Eq. 1::
+
+    F_1, F_2   = Phi_sam-enc(I_1, I_2)        BiTemporalSAMEncoder (Eq. 2-3)
+    F_cd, F_cc = Phi_agg-neck(F_1, F_2)       MultiTaskNeck (Eq. 4-5), or identity when ``neck=None``
+    M          = Phi_cd-decode(F_cd)          ChangeDetectionHead (Eq. 6)
+    T          = Phi_cc-decode(F_cc, P)       ChangeCaptionHead (Eq. 7-8)
+
+The four parts are injected as modules (``class_path``/``init_args`` in a LightningCLI config) and kept
+under the attribute names ``encoder``, ``neck``, ``cd_head``, ``cc_head``, which the training code uses to
+freeze per phase (Sec. III-F). ``forward`` computes only the tasks asked for (phase i needs only CD: the
+LLM is skipped). ``predict`` returns the mask and the captions from one encoder pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from semcc.models.cc_head import ChangeCaptionHead
+from semcc.models.cd_head import ChangeDetectionHead
+from semcc.models.encoder import BiTemporalSAMEncoder
+from semcc.models.neck import MultiTaskNeck
+
+__all__ = ["TASKS", "SemanticCC", "SemanticCCOutput"]
+
+TASKS: tuple[str, ...] = ("cd", "cc")
+Pair = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class SemanticCCOutput:
+    """``mask_logits`` ``[B, K, H, W]`` (K = 1: binary change logit), ``cc_loss`` (scalar, Eq. 9 L_cc),
+    ``cc_logits`` ``[B, L, V]`` and ``cc_labels`` ``[B, L]`` (-100 off the caption); ``None`` when not asked.
+    """
+
+    mask_logits: torch.Tensor | None = None
+    cc_loss: torch.Tensor | None = None
+    cc_logits: torch.Tensor | None = None
+    cc_labels: torch.Tensor | None = None
+
+
+class SemanticCC(nn.Module):
+    """Eq. 1 wiring of the four parts; ``neck``, ``cd_head`` or ``cc_head`` may be ``None`` (ablations)."""
+
+    def __init__(
+        self,
+        encoder: BiTemporalSAMEncoder,
+        neck: MultiTaskNeck | None = None,
+        cd_head: ChangeDetectionHead | None = None,
+        cc_head: ChangeCaptionHead | None = None,
+    ) -> None:
+        super().__init__()
+        if cd_head is None and cc_head is None:
+            raise ValueError("SemanticCC needs at least one of cd_head and cc_head")
+        self.encoder = encoder
+        self.neck = neck
+        self.cd_head = cd_head
+        self.cc_head = cc_head
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this model has a head for."""
+        return tuple(t for t, h in (("cd", self.cd_head), ("cc", self.cc_head)) if h is not None)
+
+    def features(self, image_a: torch.Tensor, image_b: torch.Tensor, *, encoder_grad: bool = True) -> tuple[Pair, Pair]:
+        """Encoder + neck: ``((F_cd^1, F_cd^2), (F_cc^1, F_cc^2))``, each ``[B, C, H/16, W/16]``.
+
+        ``encoder_grad=False`` runs the encoder without autograd (a phase that keeps it frozen, Sec. III-F:
+        no activations are kept for it and none of its parameters can get a gradient).
+        """
+        with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
+            f = self.encoder(image_a, image_b)
+        cd, cc = (f.cd_1, f.cd_2), (f.cc_1, f.cc_2)
+        if self.neck is not None:
+            cd, cc = self.neck(cd, cc)
+        return cd, cc
+
+    def _check_tasks(self, tasks: Sequence[str]) -> None:
+        for task in tasks:
+            if task not in TASKS:
+                raise ValueError(f"unknown task {task!r}; expected a subset of {TASKS}")
+            if task not in self.tasks:
+                raise ValueError(f"task {task!r} asked for but this model has no {task}_head")
+
+    def forward(
+        self,
+        image_a: torch.Tensor,
+        image_b: torch.Tensor,
+        *,
+        captions: Sequence[str] | None = None,
+        instructions: Sequence[str] | None = None,
+        tasks: Sequence[str] = TASKS,
+        encoder_grad: bool = True,
+    ) -> SemanticCCOutput:
+        """Mask logits and/or the teacher-forced caption loss for a batch of any size.
+
+        ``captions`` (one per pair) are required when ``"cc"`` is in ``tasks``; ``instructions`` (one per
+        pair, default the first paper prompt) fill the prompt template. ``encoder_grad=False`` keeps the
+        image encoder out of autograd (see :meth:`features`).
+        """
+        tasks = tuple(tasks)
+        self._check_tasks(tasks)
+        if "cc" in tasks and captions is None:
+            raise ValueError("tasks include 'cc' but no captions were given")
+        cd, cc = self.features(image_a, image_b, encoder_grad=encoder_grad)
+        out = SemanticCCOutput()
+        if "cd" in tasks:
+            assert self.cd_head is not None
+            out.mask_logits = self.cd_head(*cd)
+        if "cc" in tasks:
+            assert self.cc_head is not None and captions is not None
+            cap = self.cc_head(*cc, captions=captions, instructions=instructions)
+            out.cc_loss, out.cc_logits, out.cc_labels = cap.loss, cap.logits, cap.labels
+        return out
+
+    def _captions(
+        self,
+        cc: Pair,
+        instructions: Sequence[str] | None,
+        max_new_tokens: int | None,
+        ensemble: bool,
+    ) -> list[str]:
+        if self.cc_head is None:
+            raise ValueError("this model has no cc_head: it cannot caption")
+        if ensemble:
+            return self.cc_head.generate_ensemble(*cc, prompts=instructions, max_new_tokens=max_new_tokens)
+        return self.cc_head.generate(*cc, instructions=instructions, max_new_tokens=max_new_tokens)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        image_a: torch.Tensor,
+        image_b: torch.Tensor,
+        *,
+        instructions: Sequence[str] | None = None,
+        max_new_tokens: int | None = None,
+        ensemble: bool = False,
+    ) -> list[str]:
+        """Greedy captions, one per pair.
+
+        ``ensemble=False``: ``instructions`` is one prompt per pair (default: the first paper prompt).
+        ``ensemble=True``: ``instructions`` is the list of ensemble prompts applied to every pair (default:
+        the four paper prompts) and the consensus caption is returned (``ChangeCaptionHead``).
+        """
+        _, cc = self.features(image_a, image_b)
+        return self._captions(cc, instructions, max_new_tokens, ensemble)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        image_a: torch.Tensor,
+        image_b: torch.Tensor,
+        *,
+        instructions: Sequence[str] | None = None,
+        max_new_tokens: int | None = None,
+        ensemble: bool = False,
+    ) -> tuple[torch.Tensor | None, list[str] | None]:
+        """``(mask_logits, captions)`` from one encoder pass; ``None`` for a part the model lacks."""
+        cd, cc = self.features(image_a, image_b)
+        mask = self.cd_head(*cd) if self.cd_head is not None else None
+        captions = self._captions(cc, instructions, max_new_tokens, ensemble) if self.cc_head is not None else None
+        return mask, captions

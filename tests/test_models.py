@@ -1,0 +1,274 @@
+"""semcc.models on the tiny preset (64 px, CPU): shapes, gradients, ablations, generation, meta-size count."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from semcc.data.text import INSTRUCTIONS, build_word_tokenizer
+from semcc.models.cc_head import DEFAULT_INSTRUCTIONS, caption_similarity, consensus_index
+from semcc.models.presets import build_semantic_cc
+from semcc.models.semantic_cc import SemanticCC, SemanticCCOutput
+
+CAPTIONS = [
+    "a new road is built on the left",
+    "there is no difference",
+    "two houses appear at the top of the scene",
+    "the scene is the same as before",
+    "many buildings are constructed along the road",
+]
+PAPER_FREEZING = {"freeze_qformer": True, "llm_finetune": "lora"}
+IMG = 64
+
+
+@pytest.fixture(scope="module")
+def tok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tok") / "tok"
+    build_word_tokenizer(CAPTIONS, path)
+    return path
+
+
+def tiny(tok_dir: Path, **overrides) -> SemanticCC:
+    torch.manual_seed(0)
+    return build_semantic_cc("tiny", img_size=IMG, tokenizer=str(tok_dir), **overrides)
+
+
+def images(b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, IMG, IMG, generator=g), torch.randn(b, 3, IMG, IMG, generator=g)
+
+
+def test_default_instructions_equal_data_text() -> None:
+    assert DEFAULT_INSTRUCTIONS == INSTRUCTIONS
+
+
+@pytest.mark.parametrize("b", [1, 2])
+def test_forward_shapes(tok_dir: Path, b: int) -> None:
+    model = tiny(tok_dir)
+    a, c = images(b)
+    out = model(a, c, captions=CAPTIONS[:b], instructions=list(INSTRUCTIONS[:b]))
+    assert isinstance(out, SemanticCCOutput)
+    assert out.mask_logits is not None and out.mask_logits.shape == (b, 1, IMG, IMG)
+    assert out.cc_loss is not None and out.cc_loss.ndim == 0 and torch.isfinite(out.cc_loss)
+    vocab = model.cc_head.llm.config.vocab_size
+    assert out.cc_logits is not None and out.cc_logits.shape[0] == b and out.cc_logits.shape[2] == vocab
+    # labels: -100 except the caption tokens and the end marker
+    tok = model.cc_head.tokenizer
+    for i in range(b):
+        kept = out.cc_labels[i][out.cc_labels[i] != -100].tolist()
+        assert kept == [*tok(CAPTIONS[i], add_special_tokens=False).input_ids, tok.eos_token_id]
+    feats = model.encoder(a, c)
+    assert feats.cd_1.shape == (b, 64, IMG // 16, IMG // 16)
+    assert feats.cc_2.shape == (b, 64, IMG // 16, IMG // 16)
+
+
+def test_cd_only_skips_llm(tok_dir: Path) -> None:
+    model = tiny(tok_dir)
+    calls = []
+    model.cc_head.llm.register_forward_hook(lambda *args: calls.append(1))
+    model.cc_head.qformer.register_forward_hook(lambda *args: calls.append(1))
+    out = model(*images(2), tasks=("cd",))
+    assert out.mask_logits is not None and out.cc_loss is None and out.cc_logits is None
+    assert calls == []
+    with pytest.raises(ValueError, match="no captions"):
+        model(*images(2), tasks=("cc",))
+    with pytest.raises(ValueError, match="unknown task"):
+        model(*images(2), tasks=("seg",))
+
+
+def test_backward_trains_lora_and_new_modules_only(tok_dir: Path) -> None:
+    model = tiny(tok_dir, cc_head=PAPER_FREEZING)
+    a, c = images(2)
+    out = model(a, c, captions=CAPTIONS[:2])
+    (out.cc_loss + 0.5 * out.mask_logits.float().mean()).backward()
+    named = dict(model.named_parameters())
+    trainable = {n for n, p in named.items() if p.requires_grad}
+    for name in trainable:
+        assert named[name].grad is not None, f"trainable {name} got no gradient"
+    for name, p in named.items():
+        if not p.requires_grad:
+            assert p.grad is None, f"frozen {name} got a gradient"
+    # what is trainable (Sec. IV-C): LoRA (encoder, LLM), BCSF, neck, CD head, vision_proj/ln_vision,
+    # enhancer, llama_proj; frozen: SAM ViT + neck, Q-Former + query tokens, the LLM base.
+    prefixes = ("encoder.bcsf.", "neck.", "cd_head.", "cc_head.vision_proj.", "cc_head.ln_vision.",
+                "cc_head.enhancer.", "cc_head.llama_proj.")
+    for name in named:
+        is_lora = "lora_" in name
+        assert (name in trainable) == (is_lora or name.startswith(prefixes)), name
+    assert any(n.startswith("encoder.vit.") and "lora_" in n for n in trainable)
+    assert any(n.startswith("cc_head.llm.") and "lora_" in n for n in trainable)
+    assert not named["encoder.vit.blocks.0.attn.qkv.base_layer.weight"].requires_grad
+    assert not named["cc_head.query_tokens"].requires_grad
+    assert not named["cc_head.llm.model.embed_tokens.weight"].requires_grad
+    # LoRA B starts at zero, so LoRA A's first gradient is zero; B's is not.
+    grads = [named[n].grad.abs().sum() for n in trainable if "lora_B" in n]
+    assert all(g > 0 for g in grads)
+    share = sum(named[n].numel() for n in trainable) / sum(p.numel() for p in named.values())
+    print(f"tiny (paper freezing): trainable share {share:.1%}")
+
+
+def test_tiny_preset_trains_qformer_and_llm(tok_dir: Path) -> None:
+    model = tiny(tok_dir)
+    assert model.cc_head.query_tokens.requires_grad
+    assert model.cc_head.llm.model.embed_tokens.weight.requires_grad
+    assert not any("lora_" in n for n, _ in model.cc_head.llm.named_parameters())
+    assert not model.encoder.vit.patch_embed.proj.weight.requires_grad
+
+
+ABLATIONS = [
+    pytest.param({"encoder": {"bcsf_blocks": "global"}}, id="bcsf-global"),
+    pytest.param({"encoder": {"bcsf_blocks": "window"}}, id="bcsf-window"),
+    pytest.param({"encoder": {"bcsf_blocks": "none"}}, id="bcsf-off"),
+    pytest.param({"encoder": {"bcsf_blocks": [0, 2], "lora_r": 0}}, id="bcsf-list-no-lora"),
+    pytest.param({"neck": False}, id="neck-none"),
+    pytest.param({"neck": {"inter": "cross"}}, id="neck-cross"),
+    pytest.param({"neck": {"inter": "bilinear", "num_units": 3}}, id="neck-bilinear"),
+    pytest.param({"cc_head": {"enhancer_position": "none"}}, id="enh-none"),
+    *[
+        pytest.param({"cc_head": {"enhancer_position": pos, "enhancer_mode": mode}}, id=f"enh-{pos}-{mode}")
+        for pos in ("before", "after")
+        for mode in ("activation", "subtraction", "both")
+    ],
+    pytest.param({"cc_head": {"enhancer_concat": "token"}}, id="enh-token-concat"),
+    pytest.param({"cd_head": {"num_classes": 3}}, id="cd-3-classes"),
+    pytest.param({"cd_head": False}, id="cc-only"),
+    pytest.param({"cc_head": False}, id="cd-only"),
+]
+
+
+@pytest.mark.parametrize("overrides", ABLATIONS)
+def test_ablation_switches_build_and_run(tok_dir: Path, overrides: dict) -> None:
+    model = tiny(tok_dir, **overrides)
+    tasks = model.tasks
+    out = model(*images(2), captions=CAPTIONS[:2] if "cc" in tasks else None, tasks=tasks)
+    if "cd" in tasks:
+        k = overrides.get("cd_head", {}).get("num_classes", 1) if overrides.get("cd_head") else 1
+        assert out.mask_logits.shape == (2, k, IMG, IMG)
+    if "cc" in tasks:
+        assert torch.isfinite(out.cc_loss)
+        out.cc_loss.backward()
+        enhancer = model.cc_head.enhancer
+        if enhancer is not None:
+            assert all(p.grad is not None for p in enhancer.parameters())
+
+
+def test_generate_batch_equals_loop(tok_dir: Path) -> None:
+    model = tiny(tok_dir).eval()
+    a, c = images(3, seed=1)
+    prompts = ["Describe it.", INSTRUCTIONS[2], INSTRUCTIONS[1]]  # different prompt lengths
+    batched = model.generate(a, c, instructions=prompts, max_new_tokens=12)
+    assert len(batched) == 3 and all(isinstance(s, str) for s in batched)
+    loop = [model.generate(a[i : i + 1], c[i : i + 1], instructions=[prompts[i]], max_new_tokens=12)[0]
+            for i in range(3)]
+    assert batched == loop
+    mask, caps = model.predict(a, c, instructions=prompts, max_new_tokens=12)
+    assert mask.shape == (3, 1, IMG, IMG) and caps == batched
+
+
+def test_generation_stops_at_end_marker(tok_dir: Path) -> None:
+    model = tiny(tok_dir, cc_head={"end_marker": "### Assistant:"}).eval()
+    head = model.cc_head
+    assert len(head.end_marker_ids) == 2  # multi-token marker: stopping criterion + cut
+    out = model(*images(2), captions=CAPTIONS[:2])
+    assert torch.isfinite(out.cc_loss)
+    caps = model.generate(*images(2), max_new_tokens=6)
+    assert all(isinstance(s, str) for s in caps)
+    # a model that emits "### Assistant: a a ..." stops after the marker and returns an empty caption
+    ids = [*head.end_marker_ids, head.tokenizer.convert_tokens_to_ids("a")]
+    calls = []
+
+    def force(module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        forced = torch.full_like(output, -1e4)
+        forced[..., ids[min(len(calls), 2)]] = 1e4
+        calls.append(1)
+        return forced
+
+    head.llm.lm_head.register_forward_hook(force)
+    assert model.generate(*images(2), max_new_tokens=6) == ["", ""]
+    assert len(calls) == 2  # stopped right after the two marker tokens
+
+
+def test_ensemble_returns_a_candidate(tok_dir: Path) -> None:
+    model = tiny(tok_dir).eval()
+    a, c = images(2, seed=3)
+    _, cc = model.features(a, c)
+    candidates = model.cc_head.generate_candidates(*cc, max_new_tokens=8)
+    assert len(candidates) == 2 and all(len(cands) == len(INSTRUCTIONS) for cands in candidates)
+    chosen = model.generate(a, c, ensemble=True, max_new_tokens=8)
+    for pick, cands in zip(chosen, candidates, strict=True):
+        assert pick in cands
+        assert pick == cands[consensus_index(cands)]
+
+
+def test_consensus_and_similarity() -> None:
+    assert caption_similarity("a b c", "a b c") == 1.0
+    assert caption_similarity("", "") == 1.0
+    assert caption_similarity("a b", "c d") == 0.0
+    cands = ["a road is built", "a new road is built", "houses appear", "a road is built here"]
+    assert consensus_index(cands) in (0, 1, 3)
+    assert consensus_index(["x y", "p q", "u v"]) == 0  # tie -> first prompt
+    assert consensus_index(["p q", "a b c", "a b c"]) == 1
+
+
+def test_paper_preset_on_meta_device() -> None:
+    with torch.device("meta"):
+        model = build_semantic_cc("paper")
+        vit_1024 = build_semantic_cc("paper", img_size=1024, neck=False, cc_head=False).encoder.vit
+    params = list(model.parameters())
+    assert all(p.is_meta for p in params)  # nothing allocated
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for n, p in module.named_parameters() if "lora_" not in n)
+
+    sam_256, sam_1024 = count(model.encoder.vit), count(vit_1024)
+    llm = count(model.cc_head.llm)
+    assert abs(sam_1024 - 308.3e6) / 308.3e6 < 0.01  # the official ViT-L image encoder (1024 px)
+    assert abs(sam_256 - 308e6) / 308e6 < 0.03  # built at 256 px: smaller pos_embed / rel_pos tables
+    assert abs(llm - 6.74e9) / 6.74e9 < 0.01
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    print(
+        f"paper preset: SAM ViT-L {sam_256 / 1e6:.1f}M at 256 px ({sam_1024 / 1e6:.1f}M at 1024 px), "
+        f"LLM {llm / 1e9:.3f}B, Q-Former {count(model.cc_head.qformer) / 1e6:.1f}M, total {total / 1e9:.3f}B, "
+        f"trainable {trainable / 1e6:.1f}M ({trainable / total:.2%})"
+    )
+    assert 0.005 < trainable / total < 0.03
+
+
+def test_models_package_imports_neither_lightning_nor_data() -> None:
+    src = Path(__file__).resolve().parents[1] / "src" / "semcc" / "models"
+    for path in src.glob("*.py"):
+        imports = [line.strip() for line in path.read_text().splitlines()
+                   if line.strip().startswith(("import ", "from "))]
+        for line in imports:
+            module = line.split()[1]
+            assert not module.startswith(("lightning", "semcc.data", "semcc.tasks", "torchvision")), line
+
+
+def test_parts_build_from_class_path_config(tok_dir: Path) -> None:
+    from jsonargparse import ArgumentParser
+
+    parts = {
+        "encoder": ("BiTemporalSAMEncoder", {"img_size": IMG, "embed_dim": 32, "depth": 2, "num_heads": 2,
+                                             "window_size": 2, "global_attn_indexes": [1], "out_chans": 16,
+                                             "bcsf_blocks": [0, 1]}),
+        "neck": ("MultiTaskNeck", {"cd_dim": 16, "cc_dim": 32, "num_units": 1, "num_heads": 2, "inter": "cross"}),
+        "cd_head": ("ChangeDetectionHead", {"in_channels": 16, "fpn_channels": 8, "num_classes": 3}),
+        "cc_head": ("ChangeCaptionHead", {"vision_width": 32, "tokenizer": str(tok_dir), "llm_hidden_size": 32,
+                                          "llm_layers": 1, "llm_heads": 2, "llm_intermediate_size": 64,
+                                          "qformer_hidden_size": 32, "qformer_layers": 1, "qformer_heads": 2,
+                                          "qformer_intermediate_size": 64, "qformer_encoder_width": 32,
+                                          "num_query_tokens": 4, "lora_targets": ["q_proj", "v_proj"]}),
+    }
+    config = {"model": {k: {"class_path": f"semcc.models.{cls}", "init_args": args}
+                        for k, (cls, args) in parts.items()}}
+    parser = ArgumentParser()
+    parser.add_class_arguments(SemanticCC, "model")
+    namespace = parser.parse_object(config)
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+    model = instantiate(namespace).model
+    assert isinstance(model, SemanticCC) and model.encoder.bcsf_block_ids == (0, 1)
+    out = model(*images(1), captions=CAPTIONS[:1])
+    assert out.mask_logits.shape == (1, 3, IMG, IMG) and torch.isfinite(out.cc_loss)
