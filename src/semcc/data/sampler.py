@@ -156,4 +156,6 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
                 yield [(source, i, phase.name) for i in batch]
 
     def __len__(self) -> int:
-        return max(0, sum(n for _, n in self.phase_batches()) - self.skip)
+        """Batches of a whole epoch, skipped ones included: Lightning's loop counts the batches it did
+        before a resume as done, so the epoch ends when the remaining ones have been yielded."""
+        return sum(n for _, n in self.phase_batches())

@@ -1,0 +1,66 @@
+"""LightningCLI for semcc: ``semcc fit | validate | test | predict --config ...`` (torchgeo-style).
+
+The task (:class:`~semcc.tasks.module.SemanticCCTask`, loss Eq. 9, strategy Sec. III-F) and the data
+(:class:`~semcc.data.datamodule.SemanticCCDataModule`) are configured in YAML; two values are linked so a
+config states them once: the training strategy (task -> data, which orders the phase batches) and the
+word-level tokenizer the data builds from its training captions (data -> caption head, at instantiation,
+so the data and the tokenizer exist before the model is built). Without ``--config`` the embedded default
+``configs/tiny.yaml`` is used.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from semcc.data.datamodule import SemanticCCDataModule
+from semcc.tasks.module import SemanticCCTask
+
+__all__ = ["CONFIG_DIR", "SemanticCCCLI", "run_lightning_cli"]
+
+#: The shipped configs (``configs/`` at the repository root links here).
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+TOKENIZER_TARGET = "model.model.init_args.cc_head.init_args.tokenizer"
+
+
+class SemanticCCCLI(LightningCLI):
+    """LightningCLI with semcc's links between the task, the model and the data."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.link_arguments("model.strategy", "data.strategy")
+        parser.link_arguments("data.tokenizer_path", TOKENIZER_TARGET, apply_on="instantiate")
+
+    def before_fit(self) -> None:
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        print(f"semcc: logs and metrics go to {log_dir}")
+
+    def after_fit(self) -> None:
+        ckpt = self.trainer.checkpoint_callback
+        if ckpt is not None and getattr(ckpt, "best_model_path", ""):
+            print(f"semcc: best checkpoint {ckpt.best_model_path}")
+        if ckpt is not None and getattr(ckpt, "last_model_path", ""):
+            print(f"semcc: last checkpoint {ckpt.last_model_path}")
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        print(f"semcc: metrics in {Path(log_dir) / 'metrics.csv'}")
+
+
+def run_lightning_cli(args: Sequence[str]) -> SemanticCCCLI:
+    """Run a LightningCLI subcommand; ``fit`` without ``--config`` uses the embedded ``tiny.yaml``.
+
+    The arguments are put in ``sys.argv`` for the run (and restored after), because Lightning's DDP
+    launcher starts the other ranks by re-running ``sys.argv``.
+    """
+    args = list(args)
+    has_config = any(a == "--config" or a.startswith("--config=") for a in args)
+    asks_help = any(a in ("-h", "--help") or a.startswith("--print_config") for a in args)
+    if args and args[0] == "fit" and not has_config and not asks_help:
+        args = [args[0], "--config", str(CONFIG_DIR / "tiny.yaml"), *args[1:]]
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "semcc", *args]
+    try:
+        return SemanticCCCLI(SemanticCCTask, SemanticCCDataModule, save_config_kwargs={"overwrite": True})
+    finally:
+        sys.argv = saved

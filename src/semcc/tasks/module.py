@@ -1,0 +1,326 @@
+"""SemanticCCTask: the LightningModule that trains SemanticCC with the loss of Eq. 9 and the strategy of Sec. III-F.
+
+L = L_cc + lambda * L_cd (Eq. 9, lambda = ``cd_weight`` = 0.5): L_cd is per-pixel binary cross-entropy
+(or cross-entropy for multi-class masks), L_cc the caption cross-entropy over caption tokens. Each
+training batch carries its phase (``cd``, ``cc``, ``joint`` or ``all``, see :mod:`semcc.tasks.schedule`);
+before the step, exactly the parts that phase trains get ``requires_grad`` and the others are switched off
+(and run without autograd where possible), so a frozen parameter gets no gradient, hence no AdamW update,
+momentum step or weight decay: it stays bit-identical through the phase, under DDP too
+(``find_unused_parameters`` is needed there, the paper config sets it).
+
+Validation / test: CD metrics (torchmetrics: precision, recall, F1, IoU of the change class, OA) on batches
+with masks; captions generated greedily for batches with references and scored over the whole split,
+gathered from every rank (:mod:`semcc.metrics.captioning`).
+
+Checkpoints hold only the trainable weights (LoRA, BCSF, neck, heads, projections): frozen base weights
+come back from their paths (or, for random-init presets, from the seeded construction) and a fingerprint
+of them is stored and checked on load. The schedule position (epoch, batches done) is stored so a resumed
+run continues at the same phase and step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryF1Score,
+    BinaryJaccardIndex,
+    BinaryPrecision,
+    BinaryRecall,
+)
+
+from semcc.metrics.captioning import CaptionScorer
+from semcc.models.semantic_cc import SemanticCC
+from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES
+
+__all__ = ["SemanticCCTask"]
+
+DEFAULT_INSTRUCTIONS: tuple[str, ...] = (
+    "Describe the difference between the new remote sensing image and the old one in detail.",
+    "What is the main change between the two remote sensing scenes? Describe it in detail.",
+    "Please provide a detailed description of the difference between these two remote sensing pictures.",
+    "Can you describe what has been changed between these two remote sensing pictures for me?",
+)
+
+
+class SemanticCCTask(L.LightningModule):
+    """Train / evaluate :class:`~semcc.models.semantic_cc.SemanticCC`.
+
+    Args:
+        model: the network (built from YAML through ``class_path`` / ``init_args``).
+        strategy: ``three_stage`` (paper), ``two_stage`` or ``one_stage`` (Table IV).
+        cd_weight: lambda of Eq. 9.
+        lr: AdamW learning rate (paper 1e-4).
+        weight_decay: AdamW weight decay (only ever applied to parameters that train in the step).
+        warmup_steps: linear warm-up steps (an int) or fraction of all steps (a float below 1).
+        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio``.
+        instructions: the instruction prompts P (Sec. IV-C); one is drawn per training sample.
+        max_new_tokens: caption length limit in generation.
+        ensemble: use the multi-output ensemble (one caption per instruction, consensus) in val/test.
+        log_samples: captions printed per validation (rank 0).
+        seed: seed of the caption / instruction draws.
+    """
+
+    def __init__(
+        self,
+        model: SemanticCC,
+        *,
+        strategy: str = "three_stage",
+        cd_weight: float = 0.5,
+        lr: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup_steps: int | float = 0.05,
+        min_lr_ratio: float = 0.01,
+        instructions: Sequence[str] = DEFAULT_INSTRUCTIONS,
+        max_new_tokens: int = 32,
+        ensemble: bool = False,
+        log_samples: int = 4,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        self.strategy = strategy
+        self.instructions = list(instructions)
+        self._rng = random.Random(seed)
+        # Parameters that train in some phase; everything else is a frozen base weight.
+        self._trainable = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        self._part_of = {n: n.split(".", 1)[0] for n, _ in self.model.named_parameters()}
+        self.strict_loading = False
+        self._phase: str | None = None
+        self._batches_in_epoch = 0
+        self._batches_epoch = 0
+        self._resume: dict[str, int] | None = None
+        cd_metrics = MetricCollection(
+            {
+                "precision": BinaryPrecision(),
+                "recall": BinaryRecall(),
+                "f1": BinaryF1Score(),
+                "iou": BinaryJaccardIndex(),
+                "oa": BinaryAccuracy(),
+            }
+        )
+        self.val_cd = cd_metrics.clone(prefix="val/cd_")
+        self.test_cd = cd_metrics.clone(prefix="test/cd_")
+        self.val_cc = CaptionScorer()
+        self.test_cc = CaptionScorer()
+
+    # ------------------------------------------------------------------------------------------ phases
+    def set_phase(self, phase: str) -> None:
+        """Give ``requires_grad`` to exactly the trainable parameters of the parts ``phase`` trains."""
+        if phase == self._phase:
+            return
+        parts = set(PHASE_PARTS[phase])
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(name in self._trainable and self._part_of[name] in parts)
+        self._phase = phase
+
+    def trainable_parameter_names(self) -> set[str]:
+        """Names (``model.``-prefixed) of every parameter that trains in some phase."""
+        return {f"model.{n}" for n in self._trainable}
+
+    # ------------------------------------------------------------------------------------------ losses
+    def _cd_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if logits.shape[1] == 1:
+            return F.binary_cross_entropy_with_logits(logits[:, 0].float(), mask.float())
+        return F.cross_entropy(logits.float(), mask.long())
+
+    def _draw_captions(self, batch: dict) -> tuple[list[str], list[str]]:
+        captions = [self._rng.choice(refs) for refs in batch["captions"]]
+        instructions = [self._rng.choice(self.instructions) for _ in captions]
+        return captions, instructions
+
+    def _losses(self, batch: dict, phase: str) -> dict[str, torch.Tensor]:
+        labelled = {"cd": "mask" in batch, "cc": any(batch["captions"])}
+        wanted = [t for t in PHASE_LOSSES[phase] if t in self.model.tasks and labelled[t]]
+        if not wanted:
+            raise ValueError(f"a {batch.get('source')!r} batch in phase {phase!r} carries no label it can train on")
+        captions = instructions = None
+        if "cc" in wanted:
+            captions, instructions = self._draw_captions(batch)
+        encoder_trains = "encoder" in PHASE_PARTS[phase]
+        out = self.model(
+            batch["image_a"],
+            batch["image_b"],
+            captions=captions,
+            instructions=instructions,
+            tasks=tuple(wanted),
+            encoder_grad=encoder_trains,
+        )
+        losses: dict[str, torch.Tensor] = {}
+        if "cd" in wanted:
+            losses["cd"] = self._cd_loss(out.mask_logits, batch["mask"])
+        if "cc" in wanted:
+            losses["cc"] = out.cc_loss
+        losses["loss"] = losses.get("cc", 0.0) + self.hparams.cd_weight * losses.get("cd", 0.0)
+        return losses
+
+    # ---------------------------------------------------------------------------------------- training
+    def on_train_epoch_start(self) -> None:
+        self._batches_in_epoch = 0
+        self._batches_epoch = self.current_epoch
+        if self._resume is not None and self._resume["epoch"] == self.current_epoch:
+            self._batches_in_epoch = self._resume["batches"]
+        self._resume = None
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        phase = batch["phase"]
+        self.set_phase(phase)
+        losses = self._losses(batch, phase)
+        self._batches_in_epoch += 1
+        bs = batch["image_a"].shape[0]
+        for key, value in losses.items():
+            name = "train/loss" if key == "loss" else f"train/loss_{key}"
+            self.log(f"{name}_{phase}" if key != "loss" else name, value, batch_size=bs, prog_bar=key == "loss")
+        return losses["loss"]
+
+    # -------------------------------------------------------------------------------------- evaluation
+    def _predict(self, batch: dict) -> tuple[torch.Tensor | None, list[str] | None]:
+        """Mask logits and greedy captions from one encoder pass (the ensemble when configured)."""
+        bs = batch["image_a"].shape[0]
+        ensemble = bool(self.hparams.ensemble)
+        return self.model.predict(
+            batch["image_a"],
+            batch["image_b"],
+            instructions=self.instructions if ensemble else [self.instructions[0]] * bs,
+            max_new_tokens=self.hparams.max_new_tokens,
+            ensemble=ensemble,
+        )
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        has_mask, has_caps = "mask" in batch, any(batch["captions"])
+        bs = batch["image_a"].shape[0]
+        if has_caps:
+            mask_logits, captions = self._predict(batch)
+            scorer = self.val_cc if stage == "val" else self.test_cc
+            scorer.update(batch["name"], captions, batch["captions"])
+            if stage == "val" and self._samples_left > 0:
+                for name, pred, refs in zip(batch["name"], captions, batch["captions"], strict=True):
+                    if self._samples_left <= 0:
+                        break
+                    rank_zero_info(f"  [{name}] pred: {pred!r} | ref: {refs[0]!r}")
+                    self._samples_left -= 1
+        elif has_mask:
+            out = self.model(batch["image_a"], batch["image_b"], tasks=("cd",), encoder_grad=False)
+            mask_logits = out.mask_logits
+        else:
+            return
+        if has_mask and mask_logits is not None:
+            self.log(f"{stage}/loss_cd", self._cd_loss(mask_logits, batch["mask"]), batch_size=bs,
+                     add_dataloader_idx=False)
+            metrics = self.val_cd if stage == "val" else self.test_cd
+            pred = mask_logits[:, 0] > 0 if mask_logits.shape[1] == 1 else mask_logits.argmax(1) > 0
+            metrics.update(pred.long(), (batch["mask"] > 0).long())
+
+    def on_validation_epoch_start(self) -> None:
+        self._samples_left = self.hparams.log_samples
+        if self.hparams.log_samples:
+            rank_zero_info(f"epoch {self.current_epoch} sample captions:")
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, "test")
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metrics = self.val_cd if stage == "val" else self.test_cd
+        if metrics["f1"].update_called:
+            self.log_dict(metrics.compute(), sync_dist=False)
+        metrics.reset()
+        scorer = self.val_cc if stage == "val" else self.test_cc
+        if scorer.update_count:
+            scores = scorer.compute()
+            self.log_dict({f"{stage}/cc_{k}": v for k, v in scores.items()}, sync_dist=False)
+        scorer.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        mask_logits, captions = self._predict(batch)
+        masks = None
+        if mask_logits is not None:
+            masks = (mask_logits[:, 0] > 0).long() if mask_logits.shape[1] == 1 else mask_logits.argmax(1)
+        return {"name": batch["name"], "caption": captions, "mask": masks}
+
+    # ---------------------------------------------------------------------------------------- optimizer
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for n, p in self.model.named_parameters() if n in self._trainable]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warm = self.hparams.warmup_steps
+        warmup = int(warm * total) if isinstance(warm, float) and warm < 1 else int(warm)
+        floor = self.hparams.min_lr_ratio
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -------------------------------------------------------------------------------------- checkpoints
+    def frozen_fingerprint(self) -> str:
+        """SHA-256 over the frozen base weights (names, shapes and values) of the model."""
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            if name in self._trainable or tensor.device.type == "meta":
+                continue
+            h.update(name.encode())
+            h.update(str(tuple(tensor.shape)).encode())
+            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self.trainable_parameter_names()
+        state = checkpoint["state_dict"]
+        checkpoint["state_dict"] = {k: v for k, v in state.items() if k in keep}
+        checkpoint["semcc"] = {
+            "frozen_fingerprint": self.frozen_fingerprint(),
+            "epoch": self.current_epoch,
+            # After an epoch has been counted as done (e.g. a stop at max_steps), the next one starts afresh.
+            "batches": self._batches_in_epoch if self._batches_epoch == self.current_epoch else 0,
+            "phase": self._phase,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict", {})
+        expected = self.trainable_parameter_names()
+        if missing := sorted(expected - set(state)):
+            raise KeyError(f"checkpoint lacks trainable weights: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        if unexpected := sorted(set(state) - set(self.state_dict())):
+            raise KeyError(f"checkpoint has weights this model does not: {unexpected[:8]}")
+        meta = checkpoint.get("semcc", {})
+        if meta.get("frozen_fingerprint") and meta["frozen_fingerprint"] != self.frozen_fingerprint():
+            raise ValueError(
+                "the frozen base weights differ from those this checkpoint was trained with: build the model "
+                "from the same base checkpoints (or, for random-init presets, the same seed) as the run that saved it"
+            )
+        if "epoch" in meta:
+            self._resume = {"epoch": int(meta["epoch"]), "batches": int(meta["batches"])}
+            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            if datamodule is not None and hasattr(datamodule, "resume_at"):
+                datamodule.resume_at(self._resume["epoch"], self._resume["batches"])

@@ -1,0 +1,169 @@
+"""SemanticCCTask: strategies, exact per-phase freezing, checkpoints without frozen weights, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from semcc.data.datamodule import SemanticCCDataModule
+from semcc.models import build_semantic_cc
+from semcc.tasks.module import SemanticCCTask
+from semcc.tasks.schedule import PHASE_PARTS
+
+HERE = Path(__file__).resolve().parent
+
+
+def _data(synth_root: Path, synth_config, tmp_path: Path, **kw) -> SemanticCCDataModule:
+    kw.setdefault("batch_size", 4)
+    return SemanticCCDataModule(
+        synth_root=str(synth_root), synth=synth_config, tokenizer_dir=str(tmp_path / "tok"), cd_crop_size=64,
+        cd_samples_per_tile=2, **kw,
+    )
+
+
+def _task(dm: SemanticCCDataModule, strategy: str = "three_stage", **kw) -> SemanticCCTask:
+    torch.manual_seed(0)
+    model = build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path, cc_head={"max_new_tokens": 6})
+    return SemanticCCTask(model, strategy=strategy, lr=1e-3, log_samples=0, **kw)
+
+
+def _trainer(tmp_path: Path, **kw) -> L.Trainer:
+    kw.setdefault("max_epochs", 1)
+    return L.Trainer(
+        accelerator="cpu", devices=1, default_root_dir=str(tmp_path), logger=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, use_distributed_sampler=False, **kw,
+    )
+
+
+class PhaseRecorder(L.Callback):
+    """Snapshots the weights at every phase boundary and records the batches seen."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, str, tuple[str, ...]]] = []
+        self.boundaries: list[tuple[str, dict[str, torch.Tensor]]] = []
+
+    def _snapshot(self, module: SemanticCCTask) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in module.model.named_parameters()}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        phase = batch["phase"]
+        if not self.boundaries or self.boundaries[-1][0] != phase:
+            self.boundaries.append((phase, self._snapshot(module)))
+        self.batches.append((phase, batch["source"], tuple(batch["name"])))
+
+    def on_train_end(self, trainer, module) -> None:
+        self.boundaries.append(("end", self._snapshot(module)))
+
+
+@pytest.mark.parametrize("strategy", ["three_stage", "two_stage", "one_stage"])
+def test_fast_dev_run_each_strategy(synth_root: Path, synth_config, tmp_path: Path, strategy: str) -> None:
+    dm = _data(synth_root, synth_config, tmp_path, strategy=strategy)
+    task = _task(dm, strategy)
+    trainer = _trainer(tmp_path, fast_dev_run=True)
+    trainer.fit(task, datamodule=dm)
+    assert trainer.state.finished and trainer.global_step == 1
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
+
+
+def test_phases_freeze_exactly_and_train_their_parts(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    dm = _data(synth_root, synth_config, tmp_path)
+    task = _task(dm, weight_decay=0.1)
+    recorder = PhaseRecorder()
+    trainer = _trainer(tmp_path, callbacks=[recorder], limit_val_batches=0)
+    trainer.fit(task, datamodule=dm)
+    phases = [p for p, _ in recorder.boundaries[:-1]]
+    assert phases == ["cd", "cc", "joint"]
+    trainable = task._trainable
+    for (phase, before), (_, after) in zip(recorder.boundaries, recorder.boundaries[1:], strict=False):
+        parts = set(PHASE_PARTS[phase])
+        for name, value in before.items():
+            changed = not torch.equal(value, after[name])
+            trains = name in trainable and name.split(".", 1)[0] in parts
+            if not trains:
+                assert not changed, f"{name} moved during phase {phase} although it is frozen there"
+        moved = {n.split(".", 1)[0] for n, v in before.items() if not torch.equal(v, after[n])}
+        assert moved == parts, f"phase {phase} moved {moved}, expected {parts}"
+    # The frozen base weights never move (e.g. SAM's ViT under LoRA).
+    base = [n for n in recorder.boundaries[0][1] if n not in trainable]
+    assert base and all(torch.equal(recorder.boundaries[0][1][n], recorder.boundaries[-1][1][n]) for n in base)
+
+
+def test_checkpoint_holds_no_frozen_weights_and_resumes_at_same_step(
+    synth_root: Path, synth_config, tmp_path: Path
+) -> None:
+    dm = _data(synth_root, synth_config, tmp_path)
+    reference = PhaseRecorder()
+    _trainer(tmp_path / "a", max_epochs=2, callbacks=[reference], limit_val_batches=0).fit(_task(dm), datamodule=dm)
+    per_epoch = len(reference.batches) // 2
+    stop = 3  # inside phase ii (cd has 1 batch, cc 3, joint 3)
+    assert reference.batches[stop][0] == "cc"
+
+    # A mid-epoch checkpoint, as ModelCheckpoint(every_n_train_steps=...) writes it during training.
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpts", every_n_train_steps=stop, save_top_k=-1, filename="{step}")
+    first = _trainer(tmp_path / "b", max_epochs=1, callbacks=[saver], limit_val_batches=0)
+    task = _task(dm)
+    first.fit(task, datamodule=dm)
+    ckpt = tmp_path / "ckpts" / f"step={stop}.ckpt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    keys = set(state["state_dict"])
+    assert keys == task.trainable_parameter_names()
+    assert not any("base_layer" in k for k in keys)  # LoRA's frozen base weights stay out
+    frozen = {f"model.{n}" for n, _ in task.model.named_parameters()} - keys
+    assert frozen and state["semcc"]["batches"] == stop and state["semcc"]["phase"] == "cc"
+    full = torch.load(tmp_path / "ckpts" / f"step={2 * stop}.ckpt", map_location="cpu", weights_only=False)
+    assert set(full["state_dict"]) == keys
+
+    resumed = PhaseRecorder()
+    dm2 = _data(synth_root, synth_config, tmp_path)
+    second = _trainer(tmp_path / "c", max_epochs=2, callbacks=[resumed], limit_val_batches=0)
+    second.fit(_task(dm2), datamodule=dm2, ckpt_path=str(ckpt))
+    assert resumed.batches == reference.batches[stop:]  # same phase, same step, same samples
+    assert second.global_step == 2 * per_epoch
+
+
+def test_checkpoint_with_other_frozen_weights_is_refused(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    dm = _data(synth_root, synth_config, tmp_path)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(_task(dm), datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "x.ckpt")
+    torch.manual_seed(123)  # a different random base
+    other = SemanticCCTask(build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path))
+    with pytest.raises(ValueError, match="frozen base weights differ"):
+        _trainer(tmp_path, max_steps=2).fit(other, datamodule=dm, ckpt_path=str(tmp_path / "x.ckpt"))
+
+
+def test_validation_logs_cd_and_caption_metrics(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    dm = _data(synth_root, synth_config, tmp_path, eval_batch_size=3)
+    task = _task(dm)
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.validate(task, datamodule=dm)
+    metrics = trainer.callback_metrics
+    for key in ("val/cd_f1", "val/cd_iou", "val/cd_oa", "val/cc_bleu_4", "val/cc_cider", "val/cc_s_m",
+                "val/cc_change_accuracy"):
+        assert key in metrics, key
+    assert 0.0 <= float(metrics["val/cd_oa"]) <= 1.0
+
+
+@pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
+def test_freezing_is_exact_under_two_process_ddp(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    out = tmp_path / "ddp.json"
+    env = {**os.environ, "SEMCC_SYNTH_ROOT": str(synth_root), "SEMCC_OUT": str(out),
+           "SEMCC_SYNTH_CONFIG": json.dumps({"pairs": synth_config.pairs, "cd_tiles": synth_config.cd_tiles,
+                                             "size": synth_config.size})}
+    result = subprocess.run([sys.executable, str(HERE / "ddp_freeze_check.py")], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["world_size"] == 2 and report["phases"] == ["cd", "cc", "joint"]
+    assert report["frozen_moved"] == [], report["frozen_moved"]
+    for phase, parts in report["moved_parts"].items():
+        assert set(parts) == set(PHASE_PARTS[phase]), (phase, parts)
+    assert report["ranks_agree"], "the two ranks ended with different weights"
