@@ -69,7 +69,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from semcc.models.checkpoints import CheckpointError, format_keys, is_meta, load_state_file
+from semcc.models.checkpoints import CheckpointError, assign_tensors, format_keys, is_meta, load_state_file
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
@@ -242,27 +242,8 @@ def load_qformer_checkpoint(head: ChangeCaptionHead, path: str | Path) -> None:
     own = {f"qformer.{k}": v for k, v in head.qformer.state_dict(keep_vars=True).items()}
     own["query_tokens"] = head.query_tokens
     ln = {f"ln_vision.{k}": v for k, v in head.ln_vision.state_dict(keep_vars=True).items()}
-    optional = set(ln)
     own.update(ln)
-    missing = [k for k in own if k not in mapped and k not in optional]
-    unexpected = [k for k in mapped if k not in own] + unused
-    mismatched = [
-        f"{k} (file {tuple(v.shape)} vs model {tuple(own[k].shape)})"
-        for k, v in mapped.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [f"{path}: Q-Former checkpoint does not match the model"]
-        if missing:
-            parts.append(f"missing keys: {format_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {format_keys(unexpected)}")
-        if mismatched:
-            parts.append(f"mismatched shapes: {format_keys(mismatched)}")
-        raise CheckpointError("; ".join(parts))
-    with torch.no_grad():
-        for key, value in mapped.items():
-            own[key].copy_(value.to(own[key].dtype))
+    assign_tensors(own, mapped, path=path, what="Q-Former checkpoint", optional=ln, unexpected_extra=unused)
 
 
 def load_llama_proj(head: ChangeCaptionHead, path: str | Path, *, prefix: str = "llama_proj.") -> None:
@@ -270,25 +251,7 @@ def load_llama_proj(head: ChangeCaptionHead, path: str | Path, *, prefix: str = 
     raw = load_state_file(path)
     state = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
     own = dict(head.llama_proj.state_dict(keep_vars=True))
-    missing = [prefix + k for k in own if k not in state]
-    unexpected = [prefix + k for k in state if k not in own]
-    mismatched = [
-        f"{prefix}{k} (file {tuple(v.shape)} vs model {tuple(own[k].shape)})"
-        for k, v in state.items()
-        if k in own and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [f"{path}: llama_proj checkpoint does not match the model"]
-        if missing:
-            parts.append(f"missing keys: {format_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {format_keys(unexpected)}")
-        if mismatched:
-            parts.append(f"mismatched shapes: {format_keys(mismatched)}")
-        raise CheckpointError("; ".join(parts))
-    with torch.no_grad():
-        for key, value in state.items():
-            own[key].copy_(value.to(own[key].dtype))
+    assign_tensors(own, state, path=path, what="llama_proj checkpoint", prefix=prefix)
 
 
 # ------------------------------------------------------------------------------------------- generation

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["CheckpointError", "assign_state", "format_keys", "is_meta", "load_state_file"]
+__all__ = ["CheckpointError", "assign_tensors", "format_keys", "is_meta", "load_state_file"]
 
 
 class CheckpointError(ValueError):
@@ -50,36 +50,37 @@ def is_meta(module: nn.Module) -> bool:
     return any(p.is_meta for p in module.parameters())
 
 
-def assign_state(
-    module: nn.Module,
+def assign_tensors(
+    own: Mapping[str, torch.Tensor],
     state: Mapping[str, torch.Tensor],
     *,
     path: str | Path,
     what: str,
-    expected_missing: Iterable[str] = (),
+    optional: Iterable[str] = (),
+    unexpected_extra: Iterable[str] = (),
+    prefix: str = "",
 ) -> None:
-    """Copy ``state`` into ``module``'s parameters/buffers by name, checking keys and shapes.
+    """Copy ``state[k]`` into ``own[k]`` (parameters/buffers by name), checking keys and shapes first.
 
-    ``expected_missing``: names of the module that the file is not supposed to hold (new modules).
-    Raises :class:`CheckpointError` naming the file, missing, unexpected and shape-mismatched keys.
+    ``optional``: names of ``own`` the file may lack (new modules, optional parts). ``unexpected_extra``:
+    file keys already known to be unusable. ``prefix`` is put before key names in the message (the file's
+    own naming). Raises :class:`CheckpointError` naming the file and the missing, unexpected and
+    shape-mismatched keys; nothing is copied then.
     """
-    own = dict(module.state_dict(keep_vars=True))
-    skip = set(expected_missing)
-    missing = [k for k in own if k not in state and k not in skip]
-    unexpected = [k for k in state if k not in own]
+    skip = set(optional)
+    missing = [prefix + k for k in own if k not in state and k not in skip]
+    unexpected = [prefix + k for k in state if k not in own] + list(unexpected_extra)
     mismatched = [
-        f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+        f"{prefix}{k} (file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
         for k in state
         if k in own and tuple(state[k].shape) != tuple(own[k].shape)
     ]
     if missing or unexpected or mismatched:
         parts = [f"{path}: {what} does not match the model"]
-        if missing:
-            parts.append(f"missing keys: {format_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {format_keys(unexpected)}")
-        if mismatched:
-            parts.append(f"mismatched shapes: {format_keys(mismatched)}")
+        found = (("missing keys", missing), ("unexpected keys", unexpected), ("mismatched shapes", mismatched))
+        for label, keys in found:
+            if keys:
+                parts.append(f"{label}: {format_keys(keys)}")
         raise CheckpointError("; ".join(parts))
     with torch.no_grad():
         for key, value in state.items():

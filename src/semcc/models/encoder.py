@@ -31,7 +31,7 @@ from torch import nn
 
 from semcc.models._sam import ImageEncoderViT
 from semcc.models.bcsf import BCSF
-from semcc.models.checkpoints import CheckpointError, format_keys, is_meta, load_state_file
+from semcc.models.checkpoints import CheckpointError, assign_tensors, format_keys, is_meta, load_state_file
 
 __all__ = ["BiTemporalFeatures", "BiTemporalSAMEncoder", "load_sam_image_encoder", "resolve_bcsf_blocks"]
 
@@ -77,6 +77,8 @@ class BiTemporalSAMEncoder(nn.Module):
         lora_r, lora_alpha, lora_dropout: LoRA on ``attn.qkv`` (``lora_r=0``: no LoRA, ViT fully frozen).
         checkpoint: official SAM ``.pth`` to load (``None``: random init). Not read on the meta device.
         train_sam_neck: make SAM's neck (``c -> 256``) trainable (paper: frozen with the rest of SAM).
+        train_vit: make every SAM weight trainable (neck included), LoRA or not. For random-init presets
+            (tiny): a frozen random ViT carries little to adapt. Paper: ``False``.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class BiTemporalSAMEncoder(nn.Module):
         lora_dropout: float = 0.05,
         checkpoint: str | None = None,
         train_sam_neck: bool = False,
+        train_vit: bool = False,
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -142,8 +145,8 @@ class BiTemporalSAMEncoder(nn.Module):
             inject_adapter_in_model(config, self.vit)
             for name, p in self.vit.named_parameters():
                 p.requires_grad_("lora_" in name)
-        if train_sam_neck:
-            for p in self.vit.neck.parameters():
+        if train_sam_neck or train_vit:
+            for p in (self.vit if train_vit else self.vit.neck).parameters():
                 p.requires_grad_(True)
 
     @property
@@ -220,22 +223,5 @@ def load_sam_image_encoder(vit: nn.Module, path: str | Path, *, prefix: str = "i
                 target = own[key][1]
                 if state[key].shape[1] == target.shape[1]:
                     state[key] = _resize_rel_pos(state[key], target.shape[0])
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [
-        f"{k} (file {tuple(state[k].shape)} vs model {tuple(own[k][1].shape)})"
-        for k in state
-        if k in own and tuple(state[k].shape) != tuple(own[k][1].shape)
-    ]
-    if missing or unexpected or mismatched:
-        parts = [f"{path}: SAM image encoder does not match the model"]
-        if missing:
-            parts.append(f"missing keys: {format_keys(prefix + k for k in missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {format_keys(prefix + k for k in unexpected)}")
-        if mismatched:
-            parts.append(f"mismatched shapes: {format_keys(prefix + k for k in mismatched)}")
-        raise CheckpointError("; ".join(parts))
-    with torch.no_grad():
-        for key, value in state.items():
-            own[key][1].copy_(value.to(own[key][1].dtype))
+    tensors = {k: t for k, (_, t) in own.items()}
+    assign_tensors(tensors, state, path=path, what="SAM image encoder", prefix=prefix)
