@@ -147,7 +147,8 @@ def test_validation_logs_cd_and_caption_metrics(synth_root: Path, synth_config, 
     trainer.validate(task, datamodule=dm)
     metrics = trainer.callback_metrics
     for key in ("val/cd_f1", "val/cd_iou", "val/cd_oa", "val/cc_bleu_4", "val/cc_cider", "val/cc_s_m",
-                "val/cc_change_accuracy"):
+                "val/cc_change_accuracy", "val/floor_constant_bleu_4", "val/floor_oracle_constant_cider",
+                "val/floor_oracle_constant_change_cider"):
         assert key in metrics, key
     assert 0.0 <= float(metrics["val/cd_oa"]) <= 1.0
 

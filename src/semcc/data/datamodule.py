@@ -41,7 +41,7 @@ from semcc.data.levir import (
 )
 from semcc.data.sampler import MultiSourceDataset, PhaseBatchSampler, phases_for
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir, is_generated
-from semcc.data.text import build_word_tokenizer
+from semcc.data.text import build_word_tokenizer, most_frequent_changed_caption
 
 __all__ = ["SOURCES", "ChangeBatch", "SemanticCCDataModule", "collate_change_samples"]
 
@@ -201,6 +201,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.strategy = strategy
         self.seed = seed
         self._resume: tuple[int, int] | None = None
+        self._changed_caption: str | None = None
         self._datasets: dict[tuple[str, str], Dataset] = {}
         self.save_hyperparameters(ignore=["synth"])
         if self.synth is not None:
@@ -238,22 +239,37 @@ class SemanticCCDataModule(L.LightningDataModule):
                     build_word_tokenizer(self.training_captions(), self.tokenizer_dir)
         return str(self.tokenizer_dir)
 
-    def training_captions(self) -> list[str]:
-        """Every reference caption of the training split of the caption sources (for the vocabulary)."""
-        captions: list[str] = []
+    def training_references(self) -> list[list[str]]:
+        """The reference captions of every training pair of the caption sources (cc, joint; each root once)."""
+        refs: list[list[str]] = []
         seen: set[Path] = set()
         for source in ("cc", "joint"):
             root = self.roots.get(source)
             if root is None or root in seen:
                 continue
             seen.add(root)
-            path = root / "LevirCCcaptions.json"
-            for entry in load_levir_cc_captions(path):
+            for entry in load_levir_cc_captions(root / "LevirCCcaptions.json"):
                 if entry["split"] == "train":
-                    captions += [" ".join(s["tokens"]) if s.get("tokens") else s["raw"] for s in entry["sentences"]]
+                    refs.append([" ".join(s["tokens"]) if s.get("tokens") else s["raw"] for s in entry["sentences"]])
+        return refs
+
+    def training_captions(self) -> list[str]:
+        """Every reference caption of the training split (for the vocabulary)."""
+        captions = [c for refs in self.training_references() for c in refs]
         if not captions and ("cc" in self.roots or "joint" in self.roots):
-            raise ValueError(f"{path}: no training captions to build a vocabulary from")
+            root = self.roots.get("cc") or self.roots["joint"]
+            raise ValueError(f"{root}: no training captions to build a vocabulary from")
         return captions
+
+    def most_frequent_changed_caption(self) -> str | None:
+        """The most frequent training caption of changed pairs (the oracle-constant floor of the reports);
+        ``None`` without caption data."""
+        if self._changed_caption is None:
+            refs = self.training_references()
+            if not any(refs):
+                return None
+            self._changed_caption = most_frequent_changed_caption(refs)
+        return self._changed_caption
 
     def prepare_data(self) -> None:
         self.ensure_data()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "build_word_tokenizer",
     "is_no_change",
     "load_tokenizer",
+    "most_frequent_changed_caption",
     "normalize_caption",
     "tokenize_caption",
 ]
@@ -79,6 +80,20 @@ _NO_CHANGE = frozenset(NO_CHANGE_SENTENCES)
 def is_no_change(caption: str) -> bool:
     """True when ``caption`` is one of the LEVIR-CC no-change sentences (after normalisation)."""
     return normalize_caption(caption) in _NO_CHANGE
+
+
+def most_frequent_changed_caption(references: Sequence[Sequence[str]]) -> str:
+    """The most frequent (normalised) caption among the pairs that changed (ties: alphabetical first)."""
+    counts: dict[str, int] = {}
+    for refs in references:
+        if all(is_no_change(r) for r in refs):
+            continue
+        for r in refs:
+            text = normalize_caption(r)
+            counts[text] = counts.get(text, 0) + 1
+    if not counts:
+        raise ValueError("no changed pair among the references")
+    return min(counts, key=lambda c: (-counts[c], c))
 
 
 def build_word_tokenizer(

@@ -18,7 +18,10 @@ import torch
 
 from semcc.data.text import is_no_change, normalize_caption
 
-__all__ = ["CaptionScorer", "score_captions"]
+__all__ = ["NO_CHANGE_PREDICTION", "CaptionScorer", "floor_predictions", "score_captions", "score_split"]
+
+#: The constant floor's caption (a LEVIR-CC no-change sentence).
+NO_CHANGE_PREDICTION = "the scene is the same as before"
 
 
 def _meteor_available() -> bool:
@@ -67,6 +70,20 @@ def score_captions(
     return scores
 
 
+def floor_predictions(references: Mapping[str, Sequence[str]], changed_caption: str) -> dict[str, dict[str, str]]:
+    """The two floors every report shows, as predictions for the pairs of ``references``.
+
+    ``constant``: "the scene is the same as before" for every pair. ``oracle_constant``: knows perfectly
+    whether a pair changed; the no-change sentence for unchanged pairs and ``changed_caption`` (the most
+    frequent training caption of changed pairs) for changed ones.
+    """
+    oracle = {
+        k: NO_CHANGE_PREDICTION if all(is_no_change(r) for r in refs) else changed_caption
+        for k, refs in references.items()
+    }
+    return {"constant": dict.fromkeys(references, NO_CHANGE_PREDICTION), "oracle_constant": oracle}
+
+
 class CaptionScorer:
     """Collects (name, prediction, references) over a split and scores it once, gathered from all ranks.
 
@@ -106,14 +123,23 @@ class CaptionScorer:
         items = self.gathered()
         preds = {k: v[0] for k, v in items.items()}
         refs = {k: v[1] for k, v in items.items()}
-        scores = score_captions(preds, refs, meteor=self.meteor)
-        if self.subsets:
-            unchanged = {k for k, r in refs.items() if all(is_no_change(x) for x in r)}
-            for prefix, keep in (("nochange_", unchanged), ("change_", set(refs) - unchanged)):
-                if keep and len(keep) < len(refs):
-                    sub = score_captions({k: preds[k] for k in keep}, {k: refs[k] for k in keep}, meteor=self.meteor)
-                    scores.update({prefix + k: v for k, v in sub.items()})
-            said_change = {k for k, p in preds.items() if not is_no_change(p)}
-            correct = sum((k in said_change) == (k not in unchanged) for k in preds)
-            scores["change_accuracy"] = correct / len(preds)
-        return scores
+        return score_split(preds, refs, meteor=self.meteor, subsets=self.subsets)
+
+
+def score_split(
+    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], *, meteor: bool = True,
+    subsets: bool = True,
+) -> dict[str, float]:
+    """:func:`score_captions` overall, plus ``change_*`` / ``nochange_*`` subsets (where both occur) and
+    ``change_accuracy``: the share of pairs whose caption is right about change vs no change."""
+    scores = score_captions(predictions, references, meteor=meteor)
+    if subsets:
+        unchanged = {k for k, r in references.items() if all(is_no_change(x) for x in r)}
+        keys = set(predictions)
+        for prefix, keep in (("nochange_", keys & unchanged), ("change_", keys - unchanged)):
+            if keep and len(keep) < len(keys):
+                sub = score_captions({k: predictions[k] for k in keep}, {k: references[k] for k in keep}, meteor=meteor)
+                scores.update({prefix + k: v for k, v in sub.items()})
+        correct = sum(is_no_change(p) == (k in unchanged) for k, p in predictions.items())
+        scores["change_accuracy"] = correct / len(predictions)
+    return scores

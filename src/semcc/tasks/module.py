@@ -39,7 +39,8 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-from semcc.metrics.captioning import CaptionScorer
+from semcc.data.text import is_no_change
+from semcc.metrics.captioning import CaptionScorer, floor_predictions, score_split
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES
 
@@ -242,9 +243,26 @@ class SemanticCCTask(L.LightningModule):
         metrics.reset()
         scorer = self.val_cc if stage == "val" else self.test_cc
         if scorer.update_count:
-            scores = scorer.compute()
+            items = scorer.gathered()
+            preds, refs = {k: v[0] for k, v in items.items()}, {k: v[1] for k, v in items.items()}
+            scores = score_split(preds, refs, meteor=scorer.meteor)
             self.log_dict({f"{stage}/cc_{k}": v for k, v in scores.items()}, sync_dist=False)
+            changed_caption = self._changed_caption()
+            if changed_caption is not None and any(not all(is_no_change(r) for r in x) for x in refs.values()):
+                for floor, floor_preds in floor_predictions(refs, changed_caption).items():
+                    floor_scores = score_split(floor_preds, refs, meteor=scorer.meteor)
+                    self.log_dict(
+                        {f"{stage}/floor_{floor}_{k}": v for k, v in floor_scores.items() if "accuracy" not in k},
+                        sync_dist=False,
+                    )
         scorer.reset()
+
+    def _changed_caption(self) -> str | None:
+        """The oracle-constant floor's caption for changed pairs, from the data module's training split."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None or not hasattr(datamodule, "most_frequent_changed_caption"):
+            return None
+        return datamodule.most_frequent_changed_caption()
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
