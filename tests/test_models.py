@@ -117,6 +117,21 @@ def test_tiny_preset_trains_qformer_and_llm(tok_dir: Path) -> None:
     assert not model.encoder.vit.patch_embed.proj.weight.requires_grad
 
 
+def test_train_vit_makes_every_sam_weight_trainable(tok_dir: Path) -> None:
+    from semcc.models import BiTemporalSAMEncoder
+
+    enc = BiTemporalSAMEncoder(img_size=64, embed_dim=32, depth=2, num_heads=2, window_size=2,
+                               global_attn_indexes=(1,), out_chans=16, lora_r=4, train_vit=True)
+    assert all(p.requires_grad for p in enc.vit.parameters())
+    x = torch.randn(1, 3, 64, 64)
+    f = enc(x, x.flip(-1))
+    (f.cd_1.sum() + f.cc_2.sum()).backward()
+    assert enc.vit.patch_embed.proj.weight.grad is not None and enc.vit.neck[0].weight.grad is not None
+    frozen = BiTemporalSAMEncoder(img_size=64, embed_dim=32, depth=2, num_heads=2, window_size=2,
+                                  global_attn_indexes=(1,), out_chans=16, lora_r=4)
+    assert not any(p.requires_grad for n, p in frozen.vit.named_parameters() if "lora_" not in n)
+
+
 ABLATIONS = [
     pytest.param({"encoder": {"bcsf_blocks": "global"}}, id="bcsf-global"),
     pytest.param({"encoder": {"bcsf_blocks": "window"}}, id="bcsf-window"),

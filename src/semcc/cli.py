@@ -38,13 +38,19 @@ class SemanticCCCLI(LightningCLI):
         print(f"semcc: logs and metrics go to {log_dir}")
 
     def after_fit(self) -> None:
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
+        if metrics:
+            print("semcc: last validation")
+            for key in sorted(metrics):
+                print(f"  {key:<44} {metrics[key]:.4f}")
         ckpt = self.trainer.checkpoint_callback
-        if ckpt is not None and getattr(ckpt, "best_model_path", ""):
-            print(f"semcc: best checkpoint {ckpt.best_model_path}")
-        if ckpt is not None and getattr(ckpt, "last_model_path", ""):
-            print(f"semcc: last checkpoint {ckpt.last_model_path}")
+        for what in ("best", "last"):
+            path = getattr(ckpt, f"{what}_model_path", "") if ckpt is not None else ""
+            if path and Path(path).is_file():
+                print(f"semcc: {what} checkpoint {path}")
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        print(f"semcc: metrics in {Path(log_dir) / 'metrics.csv'}")
+        if (Path(log_dir) / "metrics.csv").is_file():
+            print(f"semcc: metrics in {Path(log_dir) / 'metrics.csv'}")
 
 
 def run_lightning_cli(args: Sequence[str]) -> SemanticCCCLI:

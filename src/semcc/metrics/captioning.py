@@ -28,6 +28,19 @@ def _meteor_available() -> bool:
     return shutil.which("java") is not None
 
 
+_METEOR = None
+
+
+def _meteor():
+    """One METEOR Java process per Python process, started on first use (a start costs seconds)."""
+    global _METEOR
+    if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        _METEOR = Meteor()
+    return _METEOR
+
+
 def score_captions(
     predictions: Mapping[str, str],
     references: Mapping[str, Sequence[str]],
@@ -52,15 +65,7 @@ def score_captions(
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores = {f"bleu_{i + 1}": float(b) for i, b in enumerate(bleu)}
     if meteor and _meteor_available():
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        scorer = Meteor()
-        try:
-            scores["meteor"] = float(scorer.compute_score(gts, res)[0])
-        finally:  # pycocoevalcap only stops its Java process on garbage collection
-            scorer.meteor_p.stdin.close()
-            scorer.meteor_p.kill()
-            scorer.meteor_p.wait()
+        scores["meteor"] = float(_meteor().compute_score(gts, res)[0])
     elif meteor:
         warnings.warn("METEOR needs Java (not found on PATH): reporting the other metrics", stacklevel=2)
     scores["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
