@@ -230,3 +230,12 @@ def test_cd_missing_label_and_root(synth_root: Path, tmp_path: Path) -> None:
         LevirCDDataset(root, "test")
     with pytest.raises(LevirDataError, match="LEVIR-CD root folder is missing"):
         LevirCDDataset(tmp_path / "nowhere", "test")
+
+
+def test_cd_tile_cache_gives_the_same_samples(synth_root: Path) -> None:
+    plain = LevirCDDataset(synth_root / "LEVIR-CD", "train", crop_size=64, mode="grid")
+    cached = LevirCDDataset(synth_root / "LEVIR-CD", "train", crop_size=64, mode="grid", cache_images=True)
+    for k in (0, 5, 17):
+        a, b = plain[k], cached[k]
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"]) and a["name"] == b["name"]
+    assert len(cached._cache) == 2 and not plain._cache
