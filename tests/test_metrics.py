@@ -69,3 +69,53 @@ def test_floors_on_real_levir_cc_test(real_levir_dir: Path) -> None:
     assert round(constant["meteor"], 4) == 0.2777
     oracle = score_captions(floors["oracle_constant"], refs["test"], meteor=False)
     assert round(oracle["bleu_4"], 3) == 0.598 and round(oracle["cider"], 3) == 1.266
+
+
+def _write_split(tmp_path: Path) -> Path:
+    images = []
+    for i, (split, refs) in enumerate([("train", REFS["a.png"]), ("train", REFS["a.png"]), ("train", REFS["b.png"]),
+                                       ("test", REFS["a.png"]), ("test", REFS["b.png"]), ("test", REFS["c.png"])]):
+        images.append({"filepath": split, "filename": f"{split}_{i}.png", "imgid": i, "split": split,
+                       "sentences": [{"tokens": r.split(), "raw": r + " .", "imgid": i, "sentid": 5 * i + k}
+                                     for k, r in enumerate(refs)]})
+    path = tmp_path / "LevirCCcaptions.json"
+    path.write_text(json.dumps({"images": images}))
+    return path
+
+
+def test_semcc_evaluate_round_trip(tmp_path: Path, capsys) -> None:
+    from semcc.main import main
+
+    refs_path = _write_split(tmp_path)
+    preds = [{"name": "test_3.png", "prediction": "two houses are built on the bareland"},
+             {"name": "test_4.png", "prediction": "the scene is the same as before"},
+             {"name": "test_5.png", "prediction": "two houses are built on the bareland"}]
+    (tmp_path / "captions.json").write_text(json.dumps(preds))
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "--predictions", str(tmp_path / "captions.json"), "--references", str(refs_path),
+                 "--no-meteor", "--out", str(out)]) == 0
+    scores = json.loads(out.read_text())
+    refs = {"test_3.png": REFS["a.png"], "test_4.png": REFS["b.png"], "test_5.png": REFS["c.png"]}
+    ours = score_split({p["name"]: p["prediction"] for p in preds}, refs, meteor=False)
+    assert scores["model"] == pytest.approx(ours)
+    # The oracle-constant floor says the most frequent changed training caption for changed pairs.
+    floors = floor_predictions(refs, most_frequent_changed_caption([REFS["a.png"]]))
+    assert scores["oracle_constant"] == pytest.approx(score_split(floors["oracle_constant"], refs, meteor=False))
+    assert "| oracle_constant | change |" in capsys.readouterr().out
+
+
+def test_semcc_evaluate_errors(tmp_path: Path) -> None:
+    from semcc.data.levir import LevirDataError
+    from semcc.evaluate import evaluate_captions, load_predictions
+
+    refs_path = _write_split(tmp_path)
+    with pytest.raises(LevirDataError, match=r"lack 1 pairs of the test split, e\.g\. \['test_5\.png'\]"):
+        evaluate_captions({"test_3.png": "x", "test_4.png": "y"}, refs_path, meteor=False)
+    with pytest.raises(LevirDataError, match=r"not in the test split, e\.g\. \['zzz\.png'\]"):
+        evaluate_captions({"test_3.png": "x", "test_4.png": "y", "test_5.png": "z", "zzz.png": "w"}, refs_path)
+    with pytest.raises(LevirDataError, match="unknown split 'val'; available: test, train"):
+        evaluate_captions({}, refs_path, split="val")
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"name": "a.png"}]')
+    with pytest.raises(LevirDataError, match=r"bad\.json: item 0 needs a string 'name' and a string 'prediction'"):
+        load_predictions(bad)

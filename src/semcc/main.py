@@ -75,6 +75,12 @@ def _synth(argv: Sequence[str]) -> int:
     return 0
 
 
+def _evaluate(argv: Sequence[str]) -> int:
+    from semcc.evaluate import main as evaluate_main
+
+    return evaluate_main(argv)
+
+
 def _lightning(subcommand: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         from semcc.cli import run_lightning_cli
@@ -91,6 +97,7 @@ _COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "test": (_lightning("test"), "run the test split: CD and caption metrics"),
     "predict": (_lightning("predict"), "caption and segment a split"),
     "synth": (_synth, "generate the SynthLEVIR data set (and a preview picture)"),
+    "evaluate": (_evaluate, "score any program's captions.json against LevirCCcaptions.json, with the floors"),
 }
 
 
