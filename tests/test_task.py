@@ -168,3 +168,22 @@ def test_freezing_is_exact_under_two_process_ddp(synth_root: Path, synth_config,
     for phase, parts in report["moved_parts"].items():
         assert set(parts) == set(PHASE_PARTS[phase]), (phase, parts)
     assert report["ranks_agree"], "the two ranks ended with different weights"
+
+
+def test_predict_writes_captions_and_masks(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from semcc.tasks.writer import CaptionMaskWriter
+
+    dm = _data(synth_root, synth_config, tmp_path, eval_batch_size=4)
+    writer = CaptionMaskWriter(str(tmp_path / "pred"))
+    trainer = _trainer(tmp_path, callbacks=[writer])
+    trainer.predict(_task(dm), datamodule=dm, return_predictions=False)
+    items = json.loads((tmp_path / "pred" / "captions.json").read_text())
+    names = [i["name"] for i in items]
+    assert names == sorted(dm.dataset("joint", "test").names) and len(names) == 6
+    assert all(isinstance(i["prediction"], str) and len(i["references"]) == 5 for i in items)
+    for name in names:
+        mask = Image.open(tmp_path / "pred" / "masks" / name)
+        assert mask.size == (64, 64) and mask.mode == "L"
+        assert set(mask.getdata()) <= {0, 255}

@@ -14,10 +14,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from semcc.data.datamodule import SemanticCCDataModule
 from semcc.tasks.module import SemanticCCTask
+from semcc.tasks.writer import CaptionMaskWriter
 
 __all__ = ["CONFIG_DIR", "SemanticCCCLI", "run_lightning_cli"]
 
@@ -32,6 +34,12 @@ class SemanticCCCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.strategy", "data.strategy")
         parser.link_arguments("data.tokenizer_path", TOKENIZER_TARGET, apply_on="instantiate")
+
+    def before_predict(self) -> None:
+        """Add a :class:`CaptionMaskWriter` (``<default_root_dir>/predictions``) unless one is configured."""
+        if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):
+            out = Path(self.trainer.default_root_dir) / "predictions"
+            self.trainer.callbacks.append(CaptionMaskWriter(str(out)))
 
     def before_fit(self) -> None:
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
