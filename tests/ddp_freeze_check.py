@@ -75,6 +75,9 @@ def main() -> None:
             "ranks_agree": all(torch.equal(gathered[0], g) for g in gathered[1:]),
         }
         Path(os.environ["SEMCC_OUT"]).write_text(json.dumps(report))
+    torch.distributed.barrier()
+    # Tear gloo down before interpreter exit; left to the exit handlers its threads may abort the process.
+    torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
