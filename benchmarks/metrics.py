@@ -1,0 +1,57 @@
+"""Seconds to score a LEVIR-CC-test-sized split (1,929 pairs x 5 references) with the semcc protocol.
+
+Scores the two floors (constant, oracle-constant) on the real LEVIR-CC test split from
+``../shared/data/levir-cc-real/LevirCCcaptions.json.gz`` (or ``--captions``) with
+:func:`semcc.metrics.captioning.score_split` (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, S*m, subsets), timing each.
+Prints one table and writes it as JSON.
+
+Usage: ``python benchmarks/metrics.py [--captions PATH] [--no-meteor]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import time
+from pathlib import Path
+
+from semcc.data.text import most_frequent_changed_caption
+from semcc.metrics.captioning import floor_predictions, score_split
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "levir-cc-real" / "LevirCCcaptions.json.gz"
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--captions", type=Path, default=DEFAULT, help="LevirCCcaptions.json(.gz)")
+    parser.add_argument("--no-meteor", action="store_true")
+    parser.add_argument("--json", type=Path, default=Path("metrics_benchmark.json"))
+    args = parser.parse_args(argv)
+    opener = gzip.open if args.captions.suffix == ".gz" else open
+    with opener(args.captions, "rt") as f:
+        images = json.load(f)["images"]
+    refs = {
+        split: {e["filename"]: [" ".join(s["tokens"]) for s in e["sentences"]] for e in images if e["split"] == split}
+        for split in ("train", "test")
+    }
+    floors = floor_predictions(refs["test"], most_frequent_changed_caption(list(refs["train"].values())))
+    rows = []
+    for name, preds in floors.items():
+        start = time.perf_counter()
+        scores = score_split(preds, refs["test"], meteor=not args.no_meteor)
+        rows.append({"system": name, "pairs": len(preds), "seconds": round(time.perf_counter() - start, 1),
+                     **{k: round(scores[k], 4) for k in ("bleu_4", "meteor", "rouge_l", "cider") if k in scores}})
+    print(f"caption metrics: {platform.machine()}, pycocoevalcap, {'with' if not args.no_meteor else 'without'} METEOR")
+    print("| system | pairs | seconds | BLEU-4 | METEOR | ROUGE-L | CIDEr |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['system']} | {r['pairs']} | {r['seconds']} | {r['bleu_4']} | {r.get('meteor', '-')} | "
+              f"{r['rouge_l']} | {r['cider']} |")
+    args.json.write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
