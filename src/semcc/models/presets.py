@@ -109,25 +109,14 @@ def preset_kwargs(
     return out
 
 
-def build_semantic_cc(
-    preset: str = "tiny",
-    *,
-    img_size: int | None = None,
-    tokenizer: str | PreTrainedTokenizerBase | None = None,
-    encoder: dict[str, Any] | None = None,
-    neck: dict[str, Any] | bool = True,
-    cd_head: dict[str, Any] | bool = True,
-    cc_head: dict[str, Any] | bool = True,
-) -> SemanticCC:
-    """Build :class:`SemanticCC` at a named size with per-part overrides (see :func:`preset_kwargs`).
+def build_semantic_cc(preset: str = "tiny", **overrides: Any) -> SemanticCC:
+    """Build :class:`SemanticCC` at a named size; ``overrides`` are :func:`preset_kwargs`'s keyword arguments
+    (``img_size``, ``tokenizer``, ``encoder``, ``neck``, ``cd_head``, ``cc_head``).
 
     Example: ``build_semantic_cc("tiny", img_size=64, tokenizer=tok_dir, neck={"inter": "cross"})``.
     Under ``with torch.device("meta"):`` nothing is allocated and no checkpoint is read.
     """
-    kw = preset_kwargs(
-        preset, img_size=img_size, tokenizer=tokenizer, encoder=encoder, neck=neck, cd_head=cd_head,
-        cc_head=cc_head,
-    )
+    kw = preset_kwargs(preset, **overrides)
     assert kw["encoder"] is not None
     return SemanticCC(
         encoder=BiTemporalSAMEncoder(**kw["encoder"]),
