@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from semcc.data.levir import LevirDataError, load_levir_cc_captions
+from semcc.data.levir import LevirDataError, load_levir_cc_captions, sentence_text
 from semcc.data.text import is_no_change, most_frequent_changed_caption
 from semcc.metrics.captioning import floor_predictions, score_split
 
@@ -56,7 +56,7 @@ def evaluate_captions(
     """
     images = load_levir_cc_captions(references_file)
     refs = {
-        e["filename"]: [" ".join(s["tokens"]) if s.get("tokens") else s["raw"] for s in e["sentences"]]
+        e["filename"]: [sentence_text(s) for s in e["sentences"]]
         for e in images
         if e["split"] == split
     }
@@ -67,7 +67,7 @@ def evaluate_captions(
         raise LevirDataError(f"predictions lack {len(missing)} pairs of the {split} split, e.g. {missing[:5]}")
     if extra := sorted(set(predictions) - set(refs)):
         raise LevirDataError(f"predictions name {len(extra)} pairs not in the {split} split, e.g. {extra[:5]}")
-    train = [[" ".join(s["tokens"]) if s.get("tokens") else s["raw"] for s in e["sentences"]]
+    train = [[sentence_text(s) for s in e["sentences"]]
              for e in images if e["split"] == "train"]
     results = {"model": score_split(predictions, refs, meteor=meteor)}
     if any(not all(is_no_change(x) for x in r) for r in train):  # the floors need a changed training pair

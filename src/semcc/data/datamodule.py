@@ -38,6 +38,7 @@ from semcc.data.levir import (
     LevirCDDataset,
     LevirMCIDataset,
     load_levir_cc_captions,
+    sentence_text,
 )
 from semcc.data.sampler import MultiSourceDataset, PhaseBatchSampler, phases_for
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir, is_generated
@@ -253,7 +254,7 @@ class SemanticCCDataModule(L.LightningDataModule):
             seen.add(root)
             for entry in load_levir_cc_captions(root / "LevirCCcaptions.json"):
                 if entry["split"] == "train":
-                    refs.append([" ".join(s["tokens"]) if s.get("tokens") else s["raw"] for s in entry["sentences"]])
+                    refs.append([sentence_text(s) for s in entry["sentences"]])
         return refs
 
     def training_captions(self) -> list[str]:
@@ -311,7 +312,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         for split in splits.get(stage or "fit", ["train", "val"]):
             sources = self.sources if split == "train" else self.val_sources
             if stage == "predict":
-                sources = [s for s in ("joint", "cc") if s in self.roots][:1] or self.sources[:1]
+                sources = [self._predict_source]
             for source in sources:
                 self.dataset(source, split)
 
@@ -381,9 +382,13 @@ class SemanticCCDataModule(L.LightningDataModule):
     def test_dataloader(self) -> list[DataLoader]:
         return [self.dataloader(source, "test") for source in self.val_sources]
 
+    @property
+    def _predict_source(self) -> str:
+        """``joint`` (masks and captions) if configured, else ``cc``, else the first source."""
+        return next((s for s in ("joint", "cc") if s in self.roots), self.sources[0])
+
     def predict_dataloader(self) -> DataLoader:
-        source = next((s for s in ("joint", "cc") if s in self.roots), self.sources[0])
-        return self.dataloader(source, self.predict_split, shuffle=False)
+        return self.dataloader(self._predict_source, self.predict_split, shuffle=False)
 
     def __repr__(self) -> str:
         roots = ", ".join(f"{k}={os.fspath(v)}" for k, v in self.roots.items())

@@ -51,6 +51,7 @@ __all__ = [
     "LevirMCIDataset",
     "load_levir_cc_captions",
     "read_rgb",
+    "sentence_text",
 ]
 
 #: LEVIR-CC channel statistics (RGB, on the 0-1 scale): the values used by RSICCformer / Chg2Cap.
@@ -177,7 +178,8 @@ def load_levir_cc_captions(path: str | Path) -> list[dict]:
     return images
 
 
-def _sentence_text(sent: dict) -> str:
+def sentence_text(sent: dict) -> str:
+    """A LevirCCcaptions sentence as normalised text (its ``tokens``, else its normalised ``raw``)."""
     tokens = sent.get("tokens")
     if isinstance(tokens, list) and tokens:
         return " ".join(str(t) for t in tokens)
@@ -244,7 +246,7 @@ class LevirCCDataset(Dataset[ChangeSample]):
 
     def captions(self, index: int) -> list[str]:
         """The reference captions of pair ``index`` (normalised text)."""
-        return [_sentence_text(s) for s in self.entries[index]["sentences"]]
+        return [sentence_text(s) for s in self.entries[index]["sentences"]]
 
     def _load_pair(self, entry: dict) -> tuple[np.ndarray, np.ndarray]:
         path_a, path_b = self._paths(entry)[:2]

@@ -131,10 +131,9 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
 
     def phase_batches(self) -> list[tuple[str, int]]:
         """``(phase name, number of batches)`` for this rank, in order."""
-        out = []
-        for k, phase in enumerate(self.phases):
-            out.append((phase.name, sum(len(self._source_batches(s, k)) for s in phase.sources)))
-        return out
+        _, world = self._dist()
+        per_rank = {s: math.ceil(self.lengths[s] / world) for p in self.phases for s in p.sources}
+        return [(p.name, sum(math.ceil(per_rank[s] / self.batch_size) for s in p.sources)) for p in self.phases]
 
     def __iter__(self) -> Iterator[list[tuple[str, int, str]]]:
         produced = 0

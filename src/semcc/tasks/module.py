@@ -39,20 +39,12 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-from semcc.data.text import is_no_change
+from semcc.data.text import INSTRUCTIONS, is_no_change
 from semcc.metrics.captioning import CaptionScorer, floor_predictions, score_split
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES
 
 __all__ = ["SemanticCCTask"]
-
-DEFAULT_INSTRUCTIONS: tuple[str, ...] = (
-    "Describe the difference between the new remote sensing image and the old one in detail.",
-    "What is the main change between the two remote sensing scenes? Describe it in detail.",
-    "Please provide a detailed description of the difference between these two remote sensing pictures.",
-    "Can you describe what has been changed between these two remote sensing pictures for me?",
-)
-
 
 class SemanticCCTask(L.LightningModule):
     """Train / evaluate :class:`~semcc.models.semantic_cc.SemanticCC`.
@@ -82,7 +74,7 @@ class SemanticCCTask(L.LightningModule):
         weight_decay: float = 0.01,
         warmup_steps: int | float = 0.05,
         min_lr_ratio: float = 0.01,
-        instructions: Sequence[str] = DEFAULT_INSTRUCTIONS,
+        instructions: Sequence[str] = INSTRUCTIONS,
         max_new_tokens: int = 32,
         ensemble: bool = False,
         log_samples: int = 4,
@@ -257,9 +249,13 @@ class SemanticCCTask(L.LightningModule):
                     )
         scorer.reset()
 
+    def _datamodule(self) -> L.LightningDataModule | None:
+        """The trainer's data module, when the task is attached to a trainer that has one."""
+        return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+
     def _changed_caption(self) -> str | None:
         """The oracle-constant floor's caption for changed pairs, from the data module's training split."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        datamodule = self._datamodule()
         if datamodule is None or not hasattr(datamodule, "most_frequent_changed_caption"):
             return None
         return datamodule.most_frequent_changed_caption()
@@ -339,6 +335,6 @@ class SemanticCCTask(L.LightningModule):
             )
         if "epoch" in meta:
             self._resume = {"epoch": int(meta["epoch"]), "batches": int(meta["batches"])}
-            datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+            datamodule = self._datamodule()
             if datamodule is not None and hasattr(datamodule, "resume_at"):
                 datamodule.resume_at(self._resume["epoch"], self._resume["batches"])
