@@ -35,6 +35,15 @@ class SemanticCCCLI(LightningCLI):
         parser.link_arguments("model.strategy", "data.strategy")
         parser.link_arguments("data.tokenizer_path", TOKENIZER_TARGET, apply_on="instantiate")
 
+    def instantiate_classes(self) -> None:
+        """Instantiate, then hand the run's configuration (YAML) to the task, which stores it in checkpoints."""
+        super().instantiate_classes()
+        sub = self.subcommand
+        config = self.config.get(str(sub), self.config) if sub else self.config
+        parser = self._parser(sub) if sub else self.parser
+        if isinstance(self.model, SemanticCCTask):
+            self.model.run_config = parser.dump(config)
+
     def before_predict(self) -> None:
         """Add a :class:`CaptionMaskWriter` (``<default_root_dir>/predictions``) unless one is configured."""
         if not any(isinstance(c, BasePredictionWriter) for c in self.trainer.callbacks):

@@ -15,7 +15,9 @@ gathered from every rank (:mod:`semcc.metrics.captioning`).
 Checkpoints hold only the trainable weights (LoRA, BCSF, neck, heads, projections): frozen base weights
 come back from their paths (or, for random-init presets, from the seeded construction) and a fingerprint
 of them is stored and checked on load. The schedule position (epoch, batches done) is stored so a resumed
-run continues at the same phase and step.
+run continues at the same phase and step. The run's configuration (set by the CLI as ``run_config``) and the
+caption tokenizer's files are stored too, so :func:`semcc.tasks.loading.load_task` rebuilds the model from
+the checkpoint file alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -44,7 +48,15 @@ from semcc.metrics.captioning import CaptionScorer, floor_predictions, score_spl
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES
 
-__all__ = ["SemanticCCTask"]
+__all__ = ["SemanticCCTask", "tokenizer_files"]
+
+
+def tokenizer_files(tokenizer: Any) -> dict[str, bytes]:
+    """The files of ``tokenizer.save_pretrained`` as ``{name: bytes}`` (kept in checkpoints)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+
 
 class SemanticCCTask(L.LightningModule):
     """Train / evaluate :class:`~semcc.models.semantic_cc.SemanticCC`.
@@ -62,6 +74,9 @@ class SemanticCCTask(L.LightningModule):
         ensemble: use the multi-output ensemble (one caption per instruction, consensus) in val/test.
         log_samples: captions printed per validation (rank 0).
         seed: seed of the caption / instruction draws.
+        compile_parts: parts of the model (``encoder``, ``neck``, ``cd_head``, ``cc_head``) to wrap with
+            ``torch.compile`` in :meth:`configure_model` (in place, ``nn.Module.compile``: state-dict keys and
+            checkpoints do not change).
     """
 
     def __init__(
@@ -79,6 +94,7 @@ class SemanticCCTask(L.LightningModule):
         ensemble: bool = False,
         log_samples: int = 4,
         seed: int = 0,
+        compile_parts: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
@@ -96,6 +112,8 @@ class SemanticCCTask(L.LightningModule):
         self._batches_in_epoch = 0
         self._batches_epoch = 0
         self._resume: dict[str, int] | None = None
+        #: The run's configuration as YAML (the CLI sets it); stored in checkpoints.
+        self.run_config: str | None = None
         cd_metrics = MetricCollection(
             {
                 "precision": BinaryPrecision(),
@@ -109,6 +127,15 @@ class SemanticCCTask(L.LightningModule):
         self.test_cd = cd_metrics.clone(prefix="test/cd_")
         self.val_cc = CaptionScorer()
         self.test_cc = CaptionScorer()
+
+    def configure_model(self) -> None:
+        """Compile the parts named in ``compile_parts`` in place (once; their parameter names stay the same)."""
+        for name in self.hparams.get("compile_parts", ()):
+            part = getattr(self.model, name, None)
+            if not isinstance(part, torch.nn.Module):
+                raise ValueError(f"compile_parts: the model has no part {name!r}")
+            if getattr(part, "_compiled_call_impl", None) is None:
+                part.compile()
 
     # ------------------------------------------------------------------------------------------ phases
     def set_phase(self, phase: str) -> None:
@@ -319,6 +346,11 @@ class SemanticCCTask(L.LightningModule):
             "batches": self._batches_in_epoch if self._batches_epoch == self.current_epoch else 0,
             "phase": self._phase,
         }
+        if self.run_config is not None:
+            checkpoint["semcc"]["config"] = self.run_config
+        tokenizer = getattr(self.model.cc_head, "tokenizer", None) if self.model.cc_head is not None else None
+        if tokenizer is not None:
+            checkpoint["semcc"]["tokenizer_files"] = tokenizer_files(tokenizer)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
