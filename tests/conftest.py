@@ -59,29 +59,40 @@ def synth_root(synth_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(synth_root: Path, synth_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_cli_args(synth_root: Path, synth_config):
+    """``tiny_cli_args(run_dir)``: overrides of configs/tiny.yaml for a 64-px model on the session's SynthLEVIR,
+    one short epoch, logs and checkpoints under ``run_dir`` (append them to ``semcc fit|test|predict``)."""
+    import json
+
+    synth = {"pairs": synth_config.pairs, "cd_tiles": synth_config.cd_tiles, "size": synth_config.size,
+             "seed": synth_config.seed, "nuisance": synth_config.nuisance, "workers": 1}
+
+    def args(run: Path) -> list[str]:
+        return [
+            "--config", str(REPO / "configs" / "tiny.yaml"),
+            f"--data.synth_root={synth_root}", f"--data.tokenizer_dir={run / 'tok'}",
+            f"--data.synth={json.dumps(synth)}",
+            "--data.cd_crop_size=64", "--data.cd_samples_per_tile=2", "--data.batch_size=4",
+            "--model.model.init_args.encoder.init_args.img_size=64", "--model.max_new_tokens=6",
+            "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_val_batches=1",
+            "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={run}",
+            f"--trainer.logger.init_args.save_dir={run}",
+            f"--trainer.callbacks.init_args.dirpath={run / 'checkpoints'}",
+        ]
+
+    return args
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_cli_args, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``semcc fit`` of configs/tiny.yaml at 64 px on the session's SynthLEVIR: a few steps, one checkpoint.
 
     Returns the run folder; its checkpoint is ``<run>/checkpoints/last.ckpt`` (see :func:`tiny_checkpoint`).
     """
-    import json
-
     from semcc.main import main
 
     run = tmp_path_factory.mktemp("tiny-run")
-    synth = {"pairs": synth_config.pairs, "cd_tiles": synth_config.cd_tiles, "size": synth_config.size,
-             "seed": synth_config.seed, "nuisance": synth_config.nuisance, "workers": 1}
-    args = [
-        "fit", "--config", str(REPO / "configs" / "tiny.yaml"),
-        f"--data.synth_root={synth_root}", f"--data.tokenizer_dir={run / 'tok'}", f"--data.synth={json.dumps(synth)}",
-        "--data.cd_crop_size=64", "--data.cd_samples_per_tile=2", "--data.batch_size=4",
-        "--model.model.init_args.encoder.init_args.img_size=64", "--model.max_new_tokens=6",
-        "--trainer.max_epochs=1", "--trainer.check_val_every_n_epoch=1", "--trainer.limit_val_batches=1",
-        "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={run}",
-        f"--trainer.logger.init_args.save_dir={run}",
-        f"--trainer.callbacks.init_args.dirpath={run / 'checkpoints'}",
-    ]
-    assert main(args) == 0
+    assert main(["fit", *tiny_cli_args(run)]) == 0
     return run
 
 

@@ -70,6 +70,12 @@ class SemanticCCCLI(LightningCLI):
             print(f"semcc: metrics in {Path(log_dir) / 'metrics.csv'}")
 
 
+    def after_test(self) -> None:
+        paths = getattr(self.model, "report_paths", {})
+        if paths:
+            print("semcc: test report " + ", ".join(str(p) for p in paths.values()))
+
+
 def run_lightning_cli(args: Sequence[str]) -> SemanticCCCLI:
     """Run a LightningCLI subcommand; ``fit`` without ``--config`` uses the embedded ``tiny.yaml``.
 

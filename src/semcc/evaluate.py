@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from semcc.data.levir import LevirDataError, load_levir_cc_captions, sentence_text
 from semcc.data.text import is_no_change, most_frequent_changed_caption
-from semcc.metrics.captioning import floor_predictions, score_split
+from semcc.metrics.captioning import (
+    PROTOCOLS,
+    TOKENIZATIONS,
+    build_id_vocabulary,
+    floor_predictions,
+    meteor_unavailable_reason,
+    score_split,
+)
+from semcc.metrics.report import caption_table, write_report
 
 __all__ = ["evaluate_captions", "load_predictions", "main"]
-
-COLUMNS = ("bleu_4", "meteor", "rouge_l", "cider", "s_m")
-
 
 def load_predictions(path: str | Path) -> dict[str, str]:
     """``{name: caption}`` from a ``captions.json`` (list of ``{"name", "prediction"}`` or a mapping)."""
@@ -47,12 +53,19 @@ def load_predictions(path: str | Path) -> dict[str, str]:
 
 
 def evaluate_captions(
-    predictions: dict[str, str], references_file: str | Path, *, split: str = "test", meteor: bool = True
+    predictions: dict[str, str],
+    references_file: str | Path,
+    *,
+    split: str = "test",
+    meteor: bool = True,
+    protocol: str = "words",
+    tokenization: str = "simple",
 ) -> dict[str, dict[str, float]]:
     """Scores of the predictions and of the two floors on ``split`` of ``references_file``.
 
     Every pair of the split needs a prediction; a prediction for a pair outside the split is an error
-    (both name the file and the pairs).
+    (both name the file and the pairs). ``protocol="ids"`` maps words to ids of the training captions'
+    vocabulary (first-seen order) before scoring; ``tokenization="ptb"`` uses pycocoevalcap's PTB tokenizer.
     """
     images = load_levir_cc_captions(references_file)
     refs = {
@@ -69,23 +82,13 @@ def evaluate_captions(
         raise LevirDataError(f"predictions name {len(extra)} pairs not in the {split} split, e.g. {extra[:5]}")
     train = [[sentence_text(s) for s in e["sentences"]]
              for e in images if e["split"] == "train"]
-    results = {"model": score_split(predictions, refs, meteor=meteor)}
+    vocabulary = build_id_vocabulary(c for r in train for c in r) if protocol == "ids" and train else None
+    kw = {"meteor": meteor, "protocol": protocol, "tokenization": tokenization, "vocabulary": vocabulary}
+    results = {"model": score_split(predictions, refs, **kw)}
     if any(not all(is_no_change(x) for x in r) for r in train):  # the floors need a changed training pair
         for name, preds in floor_predictions(refs, most_frequent_changed_caption(train)).items():
-            results[name] = score_split(preds, refs, meteor=meteor)
+            results[name] = score_split(preds, refs, **kw)
     return results
-
-
-def format_table(results: dict[str, dict[str, float]]) -> str:
-    """A Markdown table: one row per system and subset, the columns of Table I (and S*m)."""
-    cols = [c for c in COLUMNS if any(c in r for r in results.values())]
-    lines = ["| system | pairs | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
-    for system, scores in results.items():
-        for subset, prefix in (("all", ""), ("change", "change_"), ("no change", "nochange_")):
-            if f"{prefix}cider" in scores:
-                values = " | ".join(f"{scores.get(prefix + c, float('nan')):.4f}" for c in cols)
-                lines.append(f"| {system} | {subset} | {values} |")
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,14 +97,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--references", required=True, type=Path, help="LevirCCcaptions.json")
     parser.add_argument("--split", default="test")
     parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="words",
+                        help="score words (default) or vocabulary-id strings as published RSICC code does")
+    parser.add_argument("--tokenization", choices=TOKENIZATIONS, default="simple",
+                        help="simple normalisation (default) or pycocoevalcap's PTB tokenizer (needs Java)")
     parser.add_argument("--out", type=Path, help="write the scores as JSON here")
+    parser.add_argument("--report", type=Path, help="write metrics.json and report.md (as `semcc test`) to this folder")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    results = evaluate_captions(
-        load_predictions(args.predictions), args.references, split=args.split, meteor=not args.no_meteor
-    )
-    print(f"{args.predictions} on the {args.split} split of {args.references} (words, five references per pair)")
-    print(format_table(results))
+    try:
+        predictions = load_predictions(args.predictions)
+        results = evaluate_captions(
+            predictions, args.references, split=args.split, meteor=not args.no_meteor, protocol=args.protocol,
+            tokenization=args.tokenization,
+        )
+    except (LevirDataError, RuntimeError) as err:
+        print(f"semcc evaluate: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.predictions} on the {args.split} split of {args.references} "
+          f"({args.protocol}, {args.tokenization} tokenization, five references per pair)")
+    print(caption_table(results, columns=("bleu_4", "meteor", "rouge_l", "cider", "s_m")))
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
         print(f"scores: {args.out}")
+    if args.report:
+        meteor = "computed" if "meteor" in results["model"] else (
+            "not computed (--no-meteor)" if args.no_meteor else meteor_unavailable_reason())
+        summary = {"split": args.split, "predictions": str(args.predictions), "references": str(args.references),
+                   "pairs": len(predictions), "protocol": args.protocol, "tokenization": args.tokenization,
+                   "meteor": meteor, "captioning": results}
+        paths = write_report(args.report, summary)
+        print("report: " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -6,26 +6,66 @@ The protocol of DESIGN.md: lower-cased, whitespace-tokenised text with punctuati
 de-duplicated by pair name (``DistributedSampler`` pads with repeats). Also reported: S*m =
 (BLEU-4 + METEOR + ROUGE-L + CIDEr) / 4, and the same metrics on the change / no-change subsets (a pair
 is unchanged when its references are the LEVIR-CC no-change sentences).
+
+Two options change how text reaches pycocoevalcap:
+
+* ``tokenization="ptb"``: pycocoevalcap's PTB tokenizer (Stanford CoreNLP on Java) instead of the simple
+  normalisation: the COCO captioning protocol.
+* ``protocol="ids"``: every word is replaced by its id in a vocabulary (first-seen order over the training
+  captions, unknown words one ``<unk>`` id), as published RSICC-family code scores strings of vocabulary ids.
+  BLEU, ROUGE-L and CIDEr are unchanged by this; METEOR is not (its stemming and synonyms see words): on
+  the real LEVIR-CC test split the constant caption gets METEOR 0.2777 on words and 0.2932 on ids (test words
+  outside the training vocabulary share the <unk> id, which moves CIDEr in the fifth decimal there).
+
+:class:`CaptionMetrics` is the torchmetrics form: it collects (name, prediction, references) strings,
+gathers them from every rank with torchmetrics' own synchronisation (as UTF-8 bytes), drops duplicates by
+pair name and scores the whole split once.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
+from torchmetrics import Metric
 
 from semcc.data.text import is_no_change, normalize_caption
 
-__all__ = ["NO_CHANGE_PREDICTION", "CaptionScorer", "floor_predictions", "score_captions", "score_split"]
+__all__ = [
+    "NO_CHANGE_PREDICTION",
+    "PROTOCOLS",
+    "TOKENIZATIONS",
+    "CaptionMetrics",
+    "build_id_vocabulary",
+    "floor_predictions",
+    "java_available",
+    "meteor_unavailable_reason",
+    "score_captions",
+    "score_split",
+]
 
 #: The constant floor's caption (a LEVIR-CC no-change sentence).
 NO_CHANGE_PREDICTION = "the scene is the same as before"
+#: What the scored strings hold: words (default) or vocabulary ids (published RSICC-family code).
+PROTOCOLS = ("words", "ids")
+#: How captions are tokenised: the simple normalisation (default) or pycocoevalcap's PTB tokenizer.
+TOKENIZATIONS = ("simple", "ptb")
 
 
-def _meteor_available() -> bool:
+def java_available() -> bool:
+    """Whether a ``java`` executable is on PATH (METEOR and the PTB tokenizer run on Java)."""
     return shutil.which("java") is not None
+
+
+def meteor_unavailable_reason() -> str | None:
+    """Why METEOR cannot be computed here (``None`` when it can)."""
+    if java_available():
+        return None
+    return "METEOR needs Java: no `java` executable on PATH (install a JRE, e.g. OpenJDK 11+); other metrics computed"
 
 
 _METEOR = None
@@ -41,38 +81,101 @@ def _meteor():
     return _METEOR
 
 
-def score_captions(
+def build_id_vocabulary(captions: Iterable[str]) -> dict[str, int]:
+    """Word -> id (from 1) in first-seen order over normalised ``captions`` (RSICC-family word maps)."""
+    vocabulary: dict[str, int] = {}
+    for caption in captions:
+        for word in normalize_caption(caption).split():
+            vocabulary.setdefault(word, len(vocabulary) + 1)
+    return vocabulary
+
+
+def _check_options(protocol: str, tokenization: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown caption protocol {protocol!r}; choose from {PROTOCOLS}")
+    if tokenization not in TOKENIZATIONS:
+        raise ValueError(f"unknown tokenization {tokenization!r}; choose from {TOKENIZATIONS}")
+
+
+def _ptb(texts: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    if not java_available():
+        raise RuntimeError("the PTB tokenizer needs Java: no `java` executable on PATH (or use tokenization='simple')")
+    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+    # PTBTokenizer splits its input on newlines: a caption must be one line.
+    data = {k: [{"caption": " ".join(c.split())} for c in v] for k, v in texts.items()}
+    return PTBTokenizer().tokenize(data)
+
+
+def _prepare(
     predictions: Mapping[str, str],
     references: Mapping[str, Sequence[str]],
-    *,
-    meteor: bool = True,
-) -> dict[str, float]:
-    """Score ``predictions[name]`` against ``references[name]`` with pycocoevalcap.
-
-    Returns ``bleu_1..4``, ``meteor`` (when Java is there and ``meteor`` is set), ``rouge_l``, ``cider`` and
-    ``s_m`` (the mean of BLEU-4, METEOR, ROUGE-L, CIDEr; without METEOR, of the other three).
-    """
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-
+    protocol: str,
+    tokenization: str,
+    vocabulary: Mapping[str, int] | None,
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The ``res`` / ``gts`` dicts pycocoevalcap scores: tokenised, then mapped to ids for ``protocol="ids"``."""
+    _check_options(protocol, tokenization)
     if missing := sorted(set(predictions) - set(references)):
         raise KeyError(f"predictions without references: {missing[:5]}")
     if not predictions:
         raise ValueError("no predictions to score")
-    res = {k: [normalize_caption(v) or "<empty>"] for k, v in predictions.items()}
-    gts = {k: [normalize_caption(r) for r in references[k]] for k in predictions}
+    names = sorted(predictions)
+    if tokenization == "ptb":
+        res = _ptb({k: [predictions[k]] for k in names})
+        gts = _ptb({k: list(references[k]) for k in names})
+    else:
+        res = {k: [normalize_caption(predictions[k])] for k in names}
+        gts = {k: [normalize_caption(r) for r in references[k]] for k in names}
+    res = {k: [v[0] or "<empty>"] for k, v in res.items()}
+    if protocol == "ids":
+        vocab = dict(vocabulary) if vocabulary is not None else build_id_vocabulary(r for k in names for r in gts[k])
+        unk = str(max(vocab.values(), default=0) + 1)
+
+        def ids(text: str) -> str:
+            return " ".join(str(vocab[w]) if w in vocab else unk for w in text.split())
+
+        res = {k: [ids(v[0])] for k, v in res.items()}
+        gts = {k: [ids(r) for r in v] for k, v in gts.items()}
+    return res, gts
+
+
+def _score(res: dict[str, list[str]], gts: dict[str, list[str]], meteor: bool) -> dict[str, float]:
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores = {f"bleu_{i + 1}": float(b) for i, b in enumerate(bleu)}
-    if meteor and _meteor_available():
+    if meteor and (reason := meteor_unavailable_reason()) is None:
         scores["meteor"] = float(_meteor().compute_score(gts, res)[0])
     elif meteor:
-        warnings.warn("METEOR needs Java (not found on PATH): reporting the other metrics", stacklevel=2)
+        warnings.warn(reason, stacklevel=3)
     scores["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
     scores["cider"] = float(Cider().compute_score(gts, res)[0])
     parts = [scores["bleu_4"], scores["rouge_l"], scores["cider"]] + ([scores["meteor"]] if "meteor" in scores else [])
     scores["s_m"] = sum(parts) / len(parts)
     return scores
+
+
+def score_captions(
+    predictions: Mapping[str, str],
+    references: Mapping[str, Sequence[str]],
+    *,
+    meteor: bool = True,
+    protocol: str = "words",
+    tokenization: str = "simple",
+    vocabulary: Mapping[str, int] | None = None,
+) -> dict[str, float]:
+    """Score ``predictions[name]`` against ``references[name]`` with pycocoevalcap.
+
+    Returns ``bleu_1..4``, ``meteor`` (when ``meteor`` is set and Java is there; without Java a warning says
+    METEOR needs it and the other metrics are still returned), ``rouge_l``, ``cider`` and ``s_m`` (the mean
+    of BLEU-4, METEOR, ROUGE-L, CIDEr; without METEOR, of the other three). ``protocol`` / ``tokenization``:
+    see the module docstring; ``vocabulary`` (``protocol="ids"``) defaults to the references' words.
+    """
+    res, gts = _prepare(predictions, references, protocol, tokenization, vocabulary)
+    return _score(res, gts, meteor)
 
 
 def floor_predictions(references: Mapping[str, Sequence[str]], changed_caption: str) -> dict[str, dict[str, str]]:
@@ -89,19 +192,70 @@ def floor_predictions(references: Mapping[str, Sequence[str]], changed_caption: 
     return {"constant": dict.fromkeys(references, NO_CHANGE_PREDICTION), "oracle_constant": oracle}
 
 
-class CaptionScorer:
-    """Collects (name, prediction, references) over a split and scores it once, gathered from all ranks.
+def score_split(
+    predictions: Mapping[str, str],
+    references: Mapping[str, Sequence[str]],
+    *,
+    meteor: bool = True,
+    subsets: bool = True,
+    protocol: str = "words",
+    tokenization: str = "simple",
+    vocabulary: Mapping[str, int] | None = None,
+) -> dict[str, float]:
+    """:func:`score_captions` overall, plus ``change_*`` / ``nochange_*`` subsets (where both occur) and
+    ``change_accuracy``: the share of pairs whose caption is right about change vs no change.
 
-    ``compute`` returns the overall scores plus ``change_*`` / ``nochange_*`` subsets where both occur.
+    Text is tokenised (and mapped to ids) once; each subset is scored on its own (its own CIDEr document
+    frequencies), as published subset tables are.
+    """
+    res, gts = _prepare(predictions, references, protocol, tokenization, vocabulary)
+    scores = _score(res, gts, meteor)
+    if subsets:
+        unchanged = {k for k, r in references.items() if all(is_no_change(x) for x in r)}
+        keys = set(predictions)
+        for prefix, keep in (("nochange_", keys & unchanged), ("change_", keys - unchanged)):
+            if keep and len(keep) < len(keys):
+                sub = _score({k: res[k] for k in keep}, {k: gts[k] for k in keep}, meteor)
+                scores.update({prefix + k: v for k, v in sub.items()})
+        correct = sum(is_no_change(p) == (k in unchanged) for k, p in predictions.items())
+        scores["change_accuracy"] = correct / len(predictions)
+    return scores
+
+
+class CaptionMetrics(Metric):
+    """torchmetrics form of :func:`score_split`: collects caption strings per pair, scores the whole split.
+
+    ``update(names, predictions, references)`` stores each pair as one JSON line of UTF-8 bytes in a tensor
+    state, so torchmetrics gathers them from every rank (uneven lengths included) under DDP; ``compute``
+    keeps one prediction per pair name (``DistributedSampler`` pads the last batch with repeats) and scores
+    the split once. After ``compute``, :attr:`items` holds the gathered ``{name: (prediction, references)}``.
+
+    Args:
+        meteor: compute METEOR (needs Java; without it the other metrics are computed and a warning says why).
+        subsets: also score the change / no-change subsets and ``change_accuracy``.
+        protocol, tokenization, vocabulary: see :func:`score_split`.
     """
 
-    def __init__(self, *, meteor: bool = True, subsets: bool = True) -> None:
-        self.meteor, self.subsets = meteor, subsets
-        self.reset()
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
 
-    def reset(self) -> None:
+    def __init__(
+        self,
+        *,
+        meteor: bool = True,
+        subsets: bool = True,
+        protocol: str = "words",
+        tokenization: str = "simple",
+        vocabulary: Mapping[str, int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        _check_options(protocol, tokenization)
+        self.meteor, self.subsets = meteor, subsets
+        self.protocol, self.tokenization, self.vocabulary = protocol, tokenization, vocabulary
         self.items: dict[str, tuple[str, list[str]]] = {}
-        self.update_count = 0
+        self.add_state("records", default=[], dist_reduce_fx="cat")
 
     def update(self, names: Sequence[str], predictions: Sequence[str], references: Sequence[Sequence[str]]) -> None:
         if not len(names) == len(predictions) == len(references):
@@ -109,42 +263,28 @@ class CaptionScorer:
                 f"names, predictions and references differ in length: {len(names)}, {len(predictions)}, "
                 f"{len(references)}"
             )
-        for name, pred, refs in zip(names, predictions, references, strict=True):
-            self.items[name] = (pred, list(refs))
-        self.update_count += 1
+        lines = "".join(
+            json.dumps([str(n), str(p), [str(r) for r in refs]]) + "\n"
+            for n, p, refs in zip(names, predictions, references, strict=True)
+        )
+        data = torch.frombuffer(bytearray(lines.encode("utf-8")), dtype=torch.uint8)
+        self.records.append(data.to(self.device))
 
-    def gathered(self) -> dict[str, tuple[str, list[str]]]:
-        """The items of every rank (one per pair name)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            parts: list[dict] = [None] * torch.distributed.get_world_size()  # type: ignore[list-item]
-            torch.distributed.all_gather_object(parts, self.items)
-            merged: dict[str, tuple[str, list[str]]] = {}
-            for part in parts:
-                merged.update(part)
-            return dict(sorted(merged.items()))
-        return dict(sorted(self.items.items()))
+    def _decode(self) -> dict[str, tuple[str, list[str]]]:
+        records = self.records
+        if isinstance(records, list):
+            records = torch.cat(records) if records else torch.zeros(0, dtype=torch.uint8)
+        items: dict[str, tuple[str, list[str]]] = {}
+        for line in bytes(records.cpu().numpy().tobytes()).decode("utf-8").splitlines():
+            name, prediction, references = json.loads(line)
+            items.setdefault(name, (prediction, references))
+        return dict(sorted(items.items()))
 
     def compute(self) -> dict[str, float]:
-        items = self.gathered()
-        preds = {k: v[0] for k, v in items.items()}
-        refs = {k: v[1] for k, v in items.items()}
-        return score_split(preds, refs, meteor=self.meteor, subsets=self.subsets)
-
-
-def score_split(
-    predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], *, meteor: bool = True,
-    subsets: bool = True,
-) -> dict[str, float]:
-    """:func:`score_captions` overall, plus ``change_*`` / ``nochange_*`` subsets (where both occur) and
-    ``change_accuracy``: the share of pairs whose caption is right about change vs no change."""
-    scores = score_captions(predictions, references, meteor=meteor)
-    if subsets:
-        unchanged = {k for k, r in references.items() if all(is_no_change(x) for x in r)}
-        keys = set(predictions)
-        for prefix, keep in (("nochange_", keys & unchanged), ("change_", keys - unchanged)):
-            if keep and len(keep) < len(keys):
-                sub = score_captions({k: predictions[k] for k in keep}, {k: references[k] for k in keep}, meteor=meteor)
-                scores.update({prefix + k: v for k, v in sub.items()})
-        correct = sum(is_no_change(p) == (k in unchanged) for k, p in predictions.items())
-        scores["change_accuracy"] = correct / len(predictions)
-    return scores
+        self.items = self._decode()
+        predictions = {k: v[0] for k, v in self.items.items()}
+        references = {k: v[1] for k, v in self.items.items()}
+        return score_split(
+            predictions, references, meteor=self.meteor, subsets=self.subsets, protocol=self.protocol,
+            tokenization=self.tokenization, vocabulary=self.vocabulary,
+        )

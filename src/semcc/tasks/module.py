@@ -8,9 +8,11 @@ before the step, exactly the parts that phase trains get ``requires_grad`` and t
 momentum step or weight decay: it stays bit-identical through the phase, under DDP too
 (``find_unused_parameters`` is needed there, the paper config sets it).
 
-Validation / test: CD metrics (torchmetrics: precision, recall, F1, IoU of the change class, OA) on batches
-with masks; captions generated greedily for batches with references and scored over the whole split,
-gathered from every rank (:mod:`semcc.metrics.captioning`).
+Validation / test: CD metrics (torchmetrics: precision, recall, F1, IoU of the change class, OA; per class
+for multi-class masks, :mod:`semcc.metrics.detection`) on batches with masks; captions generated greedily
+for batches with references and scored over the whole split, gathered from every rank, beside the two
+floors (:mod:`semcc.metrics.captioning`). A test run writes ``metrics.json``, ``report.md`` and
+``captions.json`` to the run folder (:mod:`semcc.metrics.report`).
 
 Checkpoints hold only the trainable weights (LoRA, BCSF, neck, heads, projections): frozen base weights
 come back from their paths (or, for random-init presets, from the seeded construction) and a fingerprint
@@ -34,17 +36,17 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryF1Score,
-    BinaryJaccardIndex,
-    BinaryPrecision,
-    BinaryRecall,
-)
 
 from semcc.data.text import INSTRUCTIONS, is_no_change
-from semcc.metrics.captioning import CaptionScorer, floor_predictions, score_split
+from semcc.metrics.captioning import (
+    CaptionMetrics,
+    build_id_vocabulary,
+    floor_predictions,
+    meteor_unavailable_reason,
+    score_split,
+)
+from semcc.metrics.detection import detection_metrics, flatten_detection_scores
+from semcc.metrics.report import write_report
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES
 
@@ -74,10 +76,19 @@ class SemanticCCTask(L.LightningModule):
         ensemble: use the multi-output ensemble (one caption per instruction, consensus) in val/test.
         log_samples: captions printed per validation (rank 0).
         seed: seed of the caption / instruction draws.
+        caption_protocol: ``words`` (default) or ``ids`` (captions scored as vocabulary-id strings, as published
+            RSICC-family code does; changes METEOR only). See :mod:`semcc.metrics.captioning`.
+        caption_tokenization: ``simple`` (normalisation of DESIGN.md) or ``ptb`` (pycocoevalcap's PTB tokenizer).
+        meteor: compute METEOR in val/test (needs Java).
+        write_report: after ``trainer.test``, write ``metrics.json``, ``report.md`` and ``captions.json`` to the
+            run folder (:mod:`semcc.metrics.report`).
         compile_parts: parts of the model (``encoder``, ``neck``, ``cd_head``, ``cc_head``) to wrap with
             ``torch.compile`` in :meth:`configure_model` (in place, ``nn.Module.compile``: state-dict keys and
             checkpoints do not change).
     """
+
+    #: Options of one run (evaluation protocol, reports, compilation), not stored as hyper-parameters.
+    RUN_OPTIONS = ("caption_protocol", "caption_tokenization", "meteor", "write_report", "compile_parts")
 
     def __init__(
         self,
@@ -94,12 +105,20 @@ class SemanticCCTask(L.LightningModule):
         ensemble: bool = False,
         log_samples: int = 4,
         seed: int = 0,
+        caption_protocol: str = "words",
+        caption_tokenization: str = "simple",
+        meteor: bool = True,
+        write_report: bool = True,
         compile_parts: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
-        self.save_hyperparameters(ignore=["model"])
+        # Evaluation-time and machine-specific options stay out of the checkpoint's hyper-parameters, so that
+        # `semcc test --ckpt_path ... --model.meteor false` (say) is not overridden by the training run's values.
+        self.save_hyperparameters(ignore=["model", *self.RUN_OPTIONS])
+        self.caption_protocol, self.caption_tokenization = caption_protocol, caption_tokenization
+        self.write_report, self.compile_parts = write_report, tuple(compile_parts)
         self.model = model
         self.strategy = strategy
         self.instructions = list(instructions)
@@ -114,23 +133,20 @@ class SemanticCCTask(L.LightningModule):
         self._resume: dict[str, int] | None = None
         #: The run's configuration as YAML (the CLI sets it); stored in checkpoints.
         self.run_config: str | None = None
-        cd_metrics = MetricCollection(
-            {
-                "precision": BinaryPrecision(),
-                "recall": BinaryRecall(),
-                "f1": BinaryF1Score(),
-                "iou": BinaryJaccardIndex(),
-                "oa": BinaryAccuracy(),
-            }
-        )
+        self._cd_classes = self.model.cd_head.num_classes if self.model.cd_head is not None else 1
+        cd_metrics = detection_metrics(self._cd_classes)
         self.val_cd = cd_metrics.clone(prefix="val/cd_")
         self.test_cd = cd_metrics.clone(prefix="test/cd_")
-        self.val_cc = CaptionScorer()
-        self.test_cc = CaptionScorer()
+        cc = {"meteor": meteor, "protocol": caption_protocol, "tokenization": caption_tokenization}
+        self.val_cc = CaptionMetrics(**cc)
+        self.test_cc = CaptionMetrics(**cc)
+        #: The last test's results (what ``metrics.json`` holds) and the report files written.
+        self.test_results: dict[str, Any] | None = None
+        self.report_paths: dict[str, Path] = {}
 
     def configure_model(self) -> None:
         """Compile the parts named in ``compile_parts`` in place (once; their parameter names stay the same)."""
-        for name in self.hparams.get("compile_parts", ()):
+        for name in self.compile_parts:
             part = getattr(self.model, name, None)
             if not isinstance(part, torch.nn.Module):
                 raise ValueError(f"compile_parts: the model has no part {name!r}")
@@ -241,8 +257,11 @@ class SemanticCCTask(L.LightningModule):
             self.log(f"{stage}/loss_cd", self._cd_loss(mask_logits, batch["mask"]), batch_size=bs,
                      add_dataloader_idx=False)
             metrics = self.val_cd if stage == "val" else self.test_cd
-            pred = mask_logits[:, 0] > 0 if mask_logits.shape[1] == 1 else mask_logits.argmax(1) > 0
-            metrics.update(pred.long(), (batch["mask"] > 0).long())
+            if self._cd_classes > 2:
+                metrics.update(mask_logits.argmax(1), batch["mask"].long())
+            else:
+                pred = mask_logits[:, 0] > 0 if mask_logits.shape[1] == 1 else mask_logits.argmax(1) > 0
+                metrics.update(pred.long(), (batch["mask"] > 0).long())
 
     def on_validation_epoch_start(self) -> None:
         self._samples_left = self.hparams.log_samples
@@ -256,25 +275,51 @@ class SemanticCCTask(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _eval_epoch_end(self, stage: str) -> None:
+        results: dict[str, Any] = {"split": stage, "protocol": self.caption_protocol,
+                                   "tokenization": self.caption_tokenization}
         metrics = self.val_cd if stage == "val" else self.test_cd
         if metrics["f1"].update_called:
-            self.log_dict(metrics.compute(), sync_dist=False)
+            detection = flatten_detection_scores(metrics.compute(), prefix=f"{stage}/cd_")
+            self.log_dict(detection, sync_dist=False)
+            results["detection"] = {k.removeprefix(f"{stage}/cd_"): v for k, v in detection.items()}
         metrics.reset()
         scorer = self.val_cc if stage == "val" else self.test_cc
-        if scorer.update_count:
-            items = scorer.gathered()
-            preds, refs = {k: v[0] for k, v in items.items()}, {k: v[1] for k, v in items.items()}
-            scores = score_split(preds, refs, meteor=scorer.meteor)
+        captions: dict[str, tuple[str, list[str]]] | None = None
+        if scorer.update_called:
+            scores = scorer.compute()
+            captions = scorer.items
+            refs = {k: v[1] for k, v in captions.items()}
             self.log_dict({f"{stage}/cc_{k}": v for k, v in scores.items()}, sync_dist=False)
+            results["pairs"] = len(captions)
+            results["meteor"] = "computed" if "meteor" in scores else (
+                meteor_unavailable_reason() or "not computed (meteor=False)")
+            results["captioning"] = {"model": scores}
             changed_caption = self._changed_caption()
             if changed_caption is not None and any(not all(is_no_change(r) for r in x) for x in refs.values()):
                 for floor, floor_preds in floor_predictions(refs, changed_caption).items():
-                    floor_scores = score_split(floor_preds, refs, meteor=scorer.meteor)
-                    self.log_dict(
-                        {f"{stage}/floor_{floor}_{k}": v for k, v in floor_scores.items() if "accuracy" not in k},
-                        sync_dist=False,
+                    floor_scores = score_split(
+                        floor_preds, refs, meteor=scorer.meteor, protocol=scorer.protocol,
+                        tokenization=scorer.tokenization, vocabulary=scorer.vocabulary,
                     )
+                    floor_scores = {k: v for k, v in floor_scores.items() if "accuracy" not in k}
+                    results["captioning"][floor] = floor_scores
+                    self.log_dict({f"{stage}/floor_{floor}_{k}": v for k, v in floor_scores.items()}, sync_dist=False)
         scorer.reset()
+        if stage == "test":
+            self.test_results = results
+            if self.write_report and self.trainer.is_global_zero and ("detection" in results or captions):
+                results["checkpoint"] = self.trainer.ckpt_path
+                out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+                self.report_paths = write_report(out, results, captions)
+                rank_zero_info("semcc: test report " + ", ".join(str(p) for p in self.report_paths.values()))
+
+    def setup(self, stage: str) -> None:
+        """With ``caption_protocol="ids"``, take the id vocabulary from the data module's training captions."""
+        datamodule = self._datamodule()
+        if self.caption_protocol == "ids" and hasattr(datamodule, "training_captions"):
+            vocabulary = build_id_vocabulary(datamodule.training_captions())
+            if vocabulary:
+                self.val_cc.vocabulary = self.test_cc.vocabulary = vocabulary
 
     def _datamodule(self) -> L.LightningDataModule | None:
         """The trainer's data module, when the task is attached to a trainer that has one."""

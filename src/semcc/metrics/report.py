@@ -1,0 +1,100 @@
+"""Readable and machine-readable reports of an evaluation (Sec. IV-B metrics, tables shaped like Tables I / V).
+
+A report holds the caption scores of a model and of the two floors (the constant "the scene is the same as
+before" and the oracle-constant caption) overall and on the change / no-change subsets, the change-detection
+scores, and the protocol used (words or vocabulary ids, simple or PTB tokenisation, METEOR computed or why
+not). :func:`write_report` writes ``metrics.json``, ``report.md`` and ``captions.json`` (name, prediction,
+references) into a folder, each file complete or not at all (written to a temporary name, then renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CAPTION_COLUMNS", "caption_table", "detection_table", "render_report", "write_report"]
+
+#: Columns of the caption table (Table I of the paper, plus S*m).
+CAPTION_COLUMNS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "s_m")
+_HEAD = {"bleu_1": "BLEU-1", "bleu_2": "BLEU-2", "bleu_3": "BLEU-3", "bleu_4": "BLEU-4", "meteor": "METEOR",
+         "rouge_l": "ROUGE-L", "cider": "CIDEr-D", "s_m": "S*m"}
+_SUBSETS = (("all", ""), ("change", "change_"), ("no change", "nochange_"))
+
+
+def caption_table(results: Mapping[str, Mapping[str, float]], columns: Sequence[str] = CAPTION_COLUMNS) -> str:
+    """A Markdown table: one row per system and subset (all / change / no change) and the columns given."""
+    cols = [c for c in columns if any(c in r for r in results.values())]
+    lines = ["| system | pairs | " + " | ".join(_HEAD.get(c, c) for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for system, scores in results.items():
+        for subset, prefix in _SUBSETS:
+            if f"{prefix}cider" in scores:
+                values = " | ".join(f"{scores[prefix + c]:.4f}" if prefix + c in scores else "-" for c in cols)
+                lines.append(f"| {system} | {subset} | {values} |")
+    return "\n".join(lines)
+
+
+def detection_table(scores: Mapping[str, float]) -> str:
+    """A Markdown table of the change-detection scores (the change class; per class for multi-class masks)."""
+    metrics = ("precision", "recall", "f1", "iou", "oa")
+    classes = sorted({k.rsplit("_", 1)[1] for k in scores if k.startswith("f1_")})
+    lines = ["| class | precision | recall | F1 | IoU | OA |", "|---|---|---|---|---|---|"]
+
+    def row(label: str, suffix: str) -> str:
+        cells = [f"{scores[m + suffix]:.4f}" if m + suffix in scores else "-" for m in metrics[:4]]
+        cells.append(f"{scores['oa']:.4f}" if "oa" in scores and not suffix else "-")
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines.append(row("change" if not classes else "mean of change classes", ""))
+    lines += [row(c, f"_{c}") for c in classes]
+    return "\n".join(lines)
+
+
+def render_report(results: Mapping[str, Any]) -> str:
+    """The ``report.md`` text of :func:`write_report`'s ``results``."""
+    lines = [f"# semcc report: {results.get('split', '?')} split", ""]
+    for key, label in (("checkpoint", "checkpoint"), ("pairs", "pairs captioned"), ("protocol", "caption protocol"),
+                       ("tokenization", "tokenization"), ("meteor", "METEOR")):
+        if results.get(key) is not None:
+            lines.append(f"- {label}: {results[key]}")
+    captioning = results.get("captioning")
+    if captioning:
+        lines += ["", "## Captioning", "", "Five references per pair; BLEU-1..4, METEOR, ROUGE-L and CIDEr-D from "
+                  "pycocoevalcap; S*m = (BLEU-4 + METEOR + ROUGE-L + CIDEr-D) / 4. `constant` always says \"the "
+                  "scene is the same as before\"; `oracle_constant` knows whether a pair changed and says that "
+                  "sentence or the most frequent training caption of changed pairs. A model that describes "
+                  "changes scores above both.", "", caption_table(captioning)]
+        accuracy = captioning.get("model", {}).get("change_accuracy")
+        if accuracy is not None:
+            lines += ["", f"Captions right about change vs no change: {accuracy:.1%} of pairs."]
+    if results.get("detection"):
+        lines += ["", "## Change detection", "", "Per pixel over the whole split (torchmetrics).", "",
+                  detection_table(results["detection"])]
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(
+    out_dir: str | Path,
+    results: Mapping[str, Any],
+    captions: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+) -> dict[str, Path]:
+    """Write ``metrics.json`` (``results``), ``report.md`` and, given ``captions`` (``{name: (prediction,
+    references)}``), ``captions.json`` to ``out_dir``; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": out / "metrics.json", "report": out / "report.md"}
+    _write_atomic(paths["metrics"], json.dumps(results, indent=2, default=str) + "\n")
+    _write_atomic(paths["report"], render_report(results))
+    if captions is not None:
+        paths["captions"] = out / "captions.json"
+        items = [{"name": k, "prediction": p, "references": list(r)} for k, (p, r) in captions.items()]
+        _write_atomic(paths["captions"], json.dumps(items, indent=2) + "\n")
+    return paths
