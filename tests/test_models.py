@@ -169,6 +169,20 @@ def test_ablation_switches_build_and_run(tok_dir: Path, overrides: dict) -> None
             assert all(p.grad is not None for p in enhancer.parameters())
 
 
+def test_caption_loss_of_a_padded_batch_equals_one_pair_at_a_time(tok_dir: Path) -> None:
+    head = tiny(tok_dir).cc_head.eval()
+    g = torch.Generator().manual_seed(3)
+    f1, f2 = torch.randn(3, 64, 4, 4, generator=g), torch.randn(3, 64, 4, 4, generator=g)
+    prompts = ["Describe it.", INSTRUCTIONS[2], INSTRUCTIONS[1]]  # rows of different lengths: right padding
+    batch = head(f1, f2, captions=CAPTIONS[:3], instructions=prompts)
+    total, tokens = 0.0, 0
+    for i in range(3):
+        one = head(f1[i : i + 1], f2[i : i + 1], captions=CAPTIONS[i : i + 1], instructions=prompts[i : i + 1])
+        n = int((one.labels[:, 1:] != -100).sum())
+        total, tokens = total + one.loss.item() * n, tokens + n
+    assert batch.loss.item() == pytest.approx(total / tokens, rel=1e-5)
+
+
 def test_generate_batch_equals_loop(tok_dir: Path) -> None:
     model = tiny(tok_dir).eval()
     a, c = images(3, seed=1)

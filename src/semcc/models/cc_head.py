@@ -482,6 +482,42 @@ class ChangeCaptionHead(nn.Module):
         emb = self.llm.get_input_embeddings()
         return emb(torch.tensor(ids, dtype=torch.long, device=device))
 
+    def _sequences(
+        self, vis: torch.Tensor, instructions: Sequence[str], tails: Sequence[list[int]] | None, left_pad: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The LLM input of a batch in one embedding lookup: per row ``prompt-before | visual tokens (Eq. 8) |
+        prompt-after + tail``, padded on the right (training) or the left (generation).
+
+        Returns ``inputs_embeds [B, L, H]``, ``attention_mask [B, L]`` and ``labels [B, L]`` (the tail's ids,
+        -100 elsewhere). Token rows are laid out as id lists (the tokenizer's work); the tensors are built
+        once for the batch and the visual tokens are placed with one ``masked_scatter``.
+        """
+        b, t = vis.shape[:2]
+        vis_id, pad_id = -1, -2  # sentinels in the id rows
+        prompts = {ins: self._prompt_ids(ins) for ins in dict.fromkeys(instructions)}
+        tails = tails if tails is not None else [[] for _ in range(b)]
+        rows, label_rows = [], []
+        for ins, tail in zip(instructions, tails, strict=True):
+            before, after = prompts[ins]
+            rows.append([*before, *([vis_id] * t), *after, *tail])
+            label_rows.append([-100] * (len(before) + t + len(after)) + list(tail))
+        length = max(len(r) for r in rows)
+
+        def padded(row: list[int], fill: int) -> list[int]:
+            extra = [fill] * (length - len(row))
+            return extra + row if left_pad else row + extra
+
+        ids = torch.tensor([padded(r, pad_id) for r in rows], dtype=torch.long, device=vis.device)
+        labels = torch.tensor([padded(r, -100) for r in label_rows], dtype=torch.long, device=vis.device)
+        is_vis, is_pad = ids == vis_id, ids == pad_id
+        tokens = ids.masked_fill(is_vis | is_pad, self.pad_id)
+        embeds = self.llm.get_input_embeddings()(tokens).masked_scatter(is_vis[..., None], vis.to(self._emb_dtype))
+        return embeds, (~is_pad).long(), labels
+
+    @property
+    def _emb_dtype(self) -> torch.dtype:
+        return self.llm.get_input_embeddings().weight.dtype
+
     @staticmethod
     def _instructions(instructions: Sequence[str] | None, n: int) -> list[str]:
         if instructions is None:
@@ -528,25 +564,9 @@ class ChangeCaptionHead(nn.Module):
         tok = self._tok()
         instructions = self._instructions(instructions, b)
         vis = self.visual_tokens(f_cc_1, f_cc_2)
-        device = vis.device
         end = self.end_marker_ids
-        seqs, labels = [], []
-        for i in range(b):
-            ids_before, ids_after = self._prompt_ids(instructions[i])
-            cap = tok(captions[i], add_special_tokens=False).input_ids + end
-            seqs.append(
-                torch.cat([self._embed(ids_before, device), vis[i], self._embed(ids_after + cap, device)])
-            )
-            n_prompt = len(ids_before) + vis.shape[1] + len(ids_after)
-            labels.append(torch.tensor([-100] * n_prompt + cap, dtype=torch.long, device=device))
-        length = max(s.shape[0] for s in seqs)
-        pad = self._embed([self.pad_id], device)[0]
-        embeds = torch.stack([torch.cat([s, pad.expand(length - s.shape[0], -1)]) for s in seqs])
-        mask = torch.zeros(b, length, dtype=torch.long, device=device)
-        label_tensor = torch.full((b, length), -100, dtype=torch.long, device=device)
-        for i, (s, lab) in enumerate(zip(seqs, labels, strict=True)):
-            mask[i, : s.shape[0]] = 1
-            label_tensor[i, : lab.shape[0]] = lab
+        tails = [ids + end for ids in tok(list(captions), add_special_tokens=False).input_ids]
+        embeds, mask, label_tensor = self._sequences(vis, instructions, tails, left_pad=False)
         out = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=label_tensor, use_cache=False)
         return CaptionOutput(loss=out.loss, logits=out.logits, labels=label_tensor)
 
@@ -558,18 +578,7 @@ class ChangeCaptionHead(nn.Module):
     ) -> list[str]:
         """Greedy captions for visual tokens ``[N, T, H]`` and one instruction per row (left padding)."""
         tok = self._tok()
-        n = vis.shape[0]
-        device = vis.device
-        seqs = []
-        for i in range(n):
-            ids_before, ids_after = self._prompt_ids(instructions[i])
-            seqs.append(torch.cat([self._embed(ids_before, device), vis[i], self._embed(ids_after, device)]))
-        length = max(s.shape[0] for s in seqs)
-        pad = self._embed([self.pad_id], device)[0]
-        embeds = torch.stack([torch.cat([pad.expand(length - s.shape[0], -1), s]) for s in seqs])
-        mask = torch.zeros(n, length, dtype=torch.long, device=device)
-        for i, s in enumerate(seqs):
-            mask[i, length - s.shape[0] :] = 1
+        embeds, mask, _ = self._sequences(vis, instructions, None, left_pad=True)
         end = self.end_marker_ids
         config = GenerationConfig(
             max_new_tokens=max_new_tokens or self.max_new_tokens,
