@@ -2,8 +2,9 @@
 
 ``semcc fit --config configs/tiny.yaml`` trains SemanticCC (paper Eq. 1, loss Eq. 9, strategy Sec. III-F)
 through :class:`SemanticCCCLI`; ``semcc synth`` writes SynthLEVIR (the LEVIR-CC/MCI/CD layouts the readers
-of ``semcc.data.levir`` load) and can draw a preview grid. With no ``--config``, ``fit`` uses the
-embedded default ``configs/tiny.yaml``.
+of ``semcc.data.levir`` load) and can draw a preview grid; ``semcc caption`` and ``semcc figure`` apply a
+trained checkpoint to a user's pair and draw pictures (:mod:`semcc.inference`, :mod:`semcc.visualize`).
+With no ``--config``, ``fit`` uses the embedded default ``configs/tiny.yaml``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def _evaluate(argv: Sequence[str]) -> int:
     return evaluate_main(argv)
 
 
+def _caption(argv: Sequence[str]) -> int:
+    from semcc.inference import caption_main
+
+    return caption_main(argv)
+
+
+def _figure(argv: Sequence[str]) -> int:
+    from semcc.visualize import figure_main
+
+    return figure_main(argv)
+
+
 def _lightning(subcommand: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         from semcc.cli import run_lightning_cli
@@ -95,7 +108,9 @@ _COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "fit": (_lightning("fit"), "train (default config: configs/tiny.yaml, embedded)"),
     "validate": (_lightning("validate"), "run validation: CD and caption metrics"),
     "test": (_lightning("test"), "run the test split: CD and caption metrics"),
-    "predict": (_lightning("predict"), "caption and segment a split"),
+    "predict": (_lightning("predict"), "caption and segment a split (or a folder: --data.predict_root DIR)"),
+    "caption": (_caption, "caption your own pair: semcc caption BEFORE AFTER --ckpt CKPT (mask + overlay PNGs)"),
+    "figure": (_figure, "draw a Fig. 9-style picture of N pairs of a split with a checkpoint"),
     "synth": (_synth, "generate the SynthLEVIR data set (and a preview picture)"),
     "evaluate": (_evaluate, "score any program's captions.json against LevirCCcaptions.json, with the floors"),
 }

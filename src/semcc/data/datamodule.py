@@ -6,6 +6,8 @@ Sources (any of which may be absent):
   covering grid of crops for evaluation; labels y_cd of Eq. 9.
 * ``cc``: LEVIR-CC layout (:class:`~semcc.data.levir.LevirCCDataset`), captions y_cc of Eq. 9.
 * ``joint``: LEVIR-MCI layout (:class:`~semcc.data.levir.LevirMCIDataset`), pairs with both labels.
+* ``folder`` (prediction only, ``predict_root``): a plain folder ``DIR/A/NAME``, ``DIR/B/NAME`` of pairs
+  without labels (:class:`~semcc.data.folder.PairFolderDataset`), resized to ``cd_crop_size``.
 
 When ``synth_root`` is set, missing roots default to the SynthLEVIR folders under it (``LEVIR-CC`` for cc
 and joint, ``LEVIR-CD`` for cd) and the data set is generated there on first use (once; reused after;
@@ -30,6 +32,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from semcc.data.folder import PairFolderDataset
 from semcc.data.levir import (
     LEVIR_CC_MEAN,
     LEVIR_CC_STD,
@@ -132,6 +135,8 @@ class SemanticCCDataModule(L.LightningDataModule):
         joint_mask_mode: how LEVIR-MCI labels map to classes (``building``, ``change`` or ``classes``).
         val_sources: sources evaluated in validation/test (default: ``joint`` if set, else ``cc`` and ``cd``).
         predict_split: the split that ``predict_dataloader`` serves (from ``cc`` or ``joint``).
+        predict_root: a plain folder of pairs (``A/NAME``, ``B/NAME``, no captions) that
+            ``predict_dataloader`` serves instead, resized to ``cd_crop_size`` (the model's input size).
         mean, std: RGB normalisation on the 0-1 scale (default: LEVIR-CC statistics).
         tokenizer_dir: where to build (once) the word-level tokenizer from the training captions.
         strategy: the training strategy whose phases ``train_dataloader`` yields (``three_stage``,
@@ -159,6 +164,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         joint_mask_mode: Literal["building", "change", "classes"] = "building",
         val_sources: list[Source] | None = None,
         predict_split: str = "test",
+        predict_root: str | None = None,
         mean: tuple[float, float, float] = LEVIR_CC_MEAN,
         std: tuple[float, float, float] = LEVIR_CC_STD,
         tokenizer_dir: str | None = None,
@@ -183,6 +189,8 @@ class SemanticCCDataModule(L.LightningDataModule):
             if missing := [s for s in sources if s not in self.roots]:
                 raise ValueError(f"sources {missing} have no root: set {', '.join(m + '_root' for m in missing)}")
             self.roots = {k: v for k, v in self.roots.items() if k in sources}
+        if predict_root:  # not a training source: ``sources`` lists cd, cc and joint only
+            self.roots["folder"] = Path(predict_root).expanduser()
         if not self.roots:
             raise ValueError("no data: set at least one of cc_root, cd_root, joint_root or synth_root")
         if val_sources is None:
@@ -288,8 +296,10 @@ class SemanticCCDataModule(L.LightningDataModule):
         if key not in self._datasets:
             self.ensure_data()
             root, norm = self.roots[source], {"mean": self.mean, "std": self.std}
-            if source == "cc":
-                ds: Dataset = LevirCCDataset(root, split, **norm)
+            if source == "folder":
+                ds: Dataset = PairFolderDataset(root, size=self.cd_crop_size, **norm)
+            elif source == "cc":
+                ds = LevirCCDataset(root, split, **norm)
             elif source == "joint":
                 ds = LevirMCIDataset(root, split, mask_mode=self.joint_mask_mode, **norm)
             else:
@@ -384,8 +394,8 @@ class SemanticCCDataModule(L.LightningDataModule):
 
     @property
     def _predict_source(self) -> str:
-        """``joint`` (masks and captions) if configured, else ``cc``, else the first source."""
-        return next((s for s in ("joint", "cc") if s in self.roots), self.sources[0])
+        """``folder`` (``predict_root``) if set, else ``joint`` (masks and captions), else ``cc``, else the first."""
+        return next((s for s in ("folder", "joint", "cc") if s in self.roots), self.sources[0])
 
     def predict_dataloader(self) -> DataLoader:
         return self.dataloader(self._predict_source, self.predict_split, shuffle=False)

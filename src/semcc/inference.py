@@ -1,0 +1,541 @@
+"""Inference on a user's image pair: :class:`Predictor` turns two aerial images of any size into a caption and a
+change mask, applying the whole Semantic-CC network of paper Eq. 1 (encoder Eq. 2-3, neck Eq. 4-5, CD head
+Eq. 6, caption head Eq. 7-8) at inference.
+
+Two views of each pair (A = before, B = after), both normalised with the run's ``data.mean`` / ``data.std``
+(stored in the checkpoint; LEVIR-CC statistics otherwise):
+
+* **Caption** (Eq. 7): the pair is resized (bilinear, antialiased) to the model's input size
+  ``encoder.img_size`` and captioned in one encoder pass per batch.
+* **Change mask** (Eq. 6): a sliding window of the model's input size walks over the full-resolution pair
+  with ``overlap`` (0.25: windows 3/4 of a window apart; the last row/column is shifted inward to end at the
+  border), all windows of a batch of pairs go through the model ``batch_size`` at a time, and the logits are
+  averaged where windows overlap with a cosine (Hann, floored above zero) or a flat weight, then stitched
+  back to the input's full size. An image smaller than the window in a dimension is **padded** there
+  (bottom / right, with zeros after normalisation, i.e. the mean colour) and the logits are cropped back:
+  the ground sampling distance the model was trained at is kept (LEVIR-CD tiles are 1024 px, the model
+  256 px). A pair that is exactly the model's size takes a single pass for caption and mask together.
+
+Inputs, for ``before`` and ``after`` alike: a file path, a PIL image, an ``H x W x 3`` ``uint8`` numpy array
+(floats in [0, 1] are accepted too) or a ``C x H x W`` tensor (``uint8`` 0-255 or float in [0, 1], not
+normalised). Conversions, not errors (the rules of :func:`semcc.data.levir.read_rgb`): grey (one channel) is
+repeated to RGB, an alpha channel (RGBA, LA) is dropped, palette images are converted to RGB. Errors are
+:class:`InputImageError` (a ``ValueError``) naming the file (or ``before[i]`` / ``after[i]`` for in-memory
+images): a missing or corrupt file, A and B of different sizes (both files and sizes are named), an array of
+an unsupported shape or type.
+
+``semcc caption BEFORE AFTER --ckpt CKPT`` (:func:`caption_main`) is the command-line form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+
+from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, LevirDataError, read_rgb
+from semcc.data.text import INSTRUCTIONS
+from semcc.models.semantic_cc import SemanticCC
+
+__all__ = [
+    "ImageInput",
+    "InputImageError",
+    "PairPrediction",
+    "Predictor",
+    "caption_main",
+    "check_device",
+    "load_pair",
+    "mask_to_png",
+    "sliding_window_logits",
+    "to_rgb",
+    "window_starts",
+    "window_weight",
+]
+
+#: What ``Predictor.predict`` accepts for one image.
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+
+_PIL_TO_RGB = ("RGBA", "LA", "P", "PA", "L", "I;16", "I", "F", "1", "CMYK", "YCbCr")
+
+
+class InputImageError(ValueError):
+    """An input image is missing, unreadable, of an unsupported kind, or A and B differ in size.
+
+    The message starts with the file (or ``before[i]`` / ``after[i]`` for an in-memory image).
+    """
+
+
+@dataclass
+class PairPrediction:
+    """The prediction for one pair.
+
+    Attributes:
+        name: the before file's name (``pair{i}`` for in-memory images).
+        size: ``(height, width)`` of the input pair.
+        caption: the change caption (``None`` for a model without a caption head).
+        mask: ``uint8 [H, W]`` class indices at the input's full size (binary model: 1 = change, 0 = none;
+            ``None`` for a model without a change-detection head).
+        probability: ``float32 [H, W]`` change probability (binary: sigmoid of the logit; multi-class:
+            1 - P(class 0)); only when asked for.
+        logits: ``float32 [K, H, W]`` stitched mask logits; only when asked for.
+    """
+
+    name: str
+    size: tuple[int, int]
+    caption: str | None
+    mask: np.ndarray | None
+    probability: np.ndarray | None = None
+    logits: np.ndarray | None = None
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def _pil_to_rgb(im: Image.Image, label: str) -> np.ndarray:
+    if im.mode in _PIL_TO_RGB:
+        im = im.convert("RGB")
+    if im.mode != "RGB":
+        raise InputImageError(f"{label}: unsupported image mode {im.mode!r}")
+    return np.array(im, dtype=np.uint8)
+
+
+def _array_to_rgb(array: np.ndarray, label: str, channels_first: bool) -> np.ndarray:
+    if channels_first and array.ndim == 3:
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or min(array.shape[:2]) < 1:
+        layout = "C x H x W" if channels_first else "H x W x C"
+        raise InputImageError(
+            f"{label}: expected an image of shape {layout} with 1, 3 or 4 channels (or H x W), got {array.shape}"
+        )
+    if array.dtype == np.uint8:
+        pass
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if array.size and (np.nanmin(array) < 0 or np.nanmax(array) > 1):
+            raise InputImageError(
+                f"{label}: float images must be RGB in [0, 1] (not normalised), got values in "
+                f"[{float(np.nanmin(array)):.3g}, {float(np.nanmax(array)):.3g}]"
+            )
+        array = np.rint(np.nan_to_num(array) * 255).astype(np.uint8)
+    else:
+        raise InputImageError(f"{label}: expected uint8 (0-255) or float (0-1) pixels, got {array.dtype}")
+    if array.shape[-1] in (2, 4):  # LA / RGBA: drop alpha
+        array = array[..., :-1]
+    if array.shape[-1] == 1:  # grey: repeat to RGB
+        array = np.repeat(array, 3, axis=-1)
+    return np.ascontiguousarray(array)
+
+
+def to_rgb(image: ImageInput, label: str = "image") -> np.ndarray:
+    """Any supported image input as ``uint8 [H, W, 3]`` (see the module docstring for the conversions).
+
+    ``label`` names an in-memory image in error messages; a path names itself.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            return read_rgb(Path(image).expanduser())
+        except LevirDataError as err:
+            raise InputImageError(str(err)) from None
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image, label)
+    if isinstance(image, torch.Tensor):
+        return _array_to_rgb(image.detach().cpu().numpy(), label, channels_first=True)
+    if isinstance(image, np.ndarray):
+        return _array_to_rgb(image, label, channels_first=False)
+    raise InputImageError(
+        f"{label}: expected a file path, a PIL image, a numpy array or a tensor, got {type(image).__name__}"
+    )
+
+
+def _describe(image: ImageInput, label: str) -> str:
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else label
+
+
+def load_pair(
+    before: ImageInput, after: ImageInput, label_a: str = "before", label_b: str = "after"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both images as ``uint8 [H, W, 3]``; :class:`InputImageError` naming both files (or labels) and sizes
+    when they differ in size."""
+    a, b = to_rgb(before, label_a), to_rgb(after, label_b)
+    if a.shape[:2] != b.shape[:2]:
+        raise InputImageError(
+            f"{_describe(before, label_a)} is {a.shape[1]}x{a.shape[0]} but {_describe(after, label_b)} is "
+            f"{b.shape[1]}x{b.shape[0]} (width x height): the before and after images must have the same size"
+        )
+    return a, b
+
+
+def _name(image: ImageInput, index: int) -> str:
+    return Path(image).name if isinstance(image, (str, os.PathLike)) else f"pair{index}"
+
+
+# --------------------------------------------------------------------------------------- sliding window
+def window_starts(length: int, window: int, overlap: float) -> list[int]:
+    """Start offsets of windows of ``window`` px that cover ``[0, length)`` with at least ``overlap``.
+
+    Windows are ``round(window * (1 - overlap))`` apart; the last one is moved inward to end at ``length``.
+    A length not above the window gives ``[0]`` (the image is padded to the window).
+    """
+    if not 0 <= overlap < 1:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    if length <= window:
+        return [0]
+    stride = max(1, round(window * (1 - overlap)))
+    starts = list(range(0, length - window, stride))
+    return [*starts, length - window]
+
+
+def window_weight(size: int, kind: Literal["cosine", "flat"] = "cosine") -> torch.Tensor:
+    """``[size, size]`` weights of one window's logits when overlapping windows are averaged.
+
+    ``cosine``: a 2-D Hann window (high in the centre, low at the edges, where a window sees least context),
+    floored at 1e-3 so that every pixel a window covers has a positive weight; ``flat``: ones.
+    """
+    if kind == "flat":
+        return torch.ones(size, size)
+    if kind != "cosine":
+        raise ValueError(f"window weight must be 'cosine' or 'flat', got {kind!r}")
+    ramp = torch.sin(math.pi * (torch.arange(size, dtype=torch.float64) + 0.5) / size) ** 2
+    return torch.outer(ramp, ramp).clamp_min(1e-3).float()
+
+
+@torch.no_grad()
+def sliding_window_logits(
+    model: SemanticCC,
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    window: int | None = None,
+    overlap: float = 0.25,
+    batch_size: int = 8,
+    weight: Literal["cosine", "flat"] = "cosine",
+) -> list[torch.Tensor]:
+    """Change-mask logits (Eq. 6) of full-size pairs by a sliding window at the model's input size.
+
+    ``pairs``: normalised ``([3, H_i, W_i], [3, H_i, W_i])`` tensors, sizes may differ between pairs. The
+    windows of all pairs are cut first and sent through encoder, neck and CD head ``batch_size`` windows per
+    forward; each pair's ``[K, H_i, W_i]`` logits are the weighted average of the windows covering a pixel.
+    Sides shorter than the window are padded with zeros (the mean colour) and cropped back.
+    """
+    if model.cd_head is None:
+        raise ValueError("this model has no cd_head: it cannot predict change masks")
+    window = int(window or model.encoder.img_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    device = next(model.parameters()).device
+    w = window_weight(window, weight).to(device)
+    crops: list[tuple[int, int, int]] = []  # (pair, top, left)
+    padded: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for i, (a, b) in enumerate(pairs):
+        h, wd = a.shape[-2:]
+        ph, pw = max(0, window - h), max(0, window - wd)
+        if ph or pw:
+            a, b = F.pad(a, (0, pw, 0, ph)), F.pad(b, (0, pw, 0, ph))
+        padded.append((a, b))
+        rows, cols = window_starts(h, window, overlap), window_starts(wd, window, overlap)
+        crops += [(i, t, left) for t in rows for left in cols]
+    acc: list[torch.Tensor | None] = [None] * len(pairs)
+    total = [torch.zeros(a.shape[-2:], device=device) for a, _ in padded]
+    for start in range(0, len(crops), batch_size):
+        chunk = crops[start : start + batch_size]
+        image_a = torch.stack([padded[i][0][:, t : t + window, x : x + window] for i, t, x in chunk]).to(device)
+        image_b = torch.stack([padded[i][1][:, t : t + window, x : x + window] for i, t, x in chunk]).to(device)
+        cd, _ = model.features(image_a, image_b)
+        logits = model.cd_head(*cd).float()
+        for (i, t, x), logit in zip(chunk, logits, strict=True):
+            if acc[i] is None:
+                acc[i] = torch.zeros((logit.shape[0], *padded[i][0].shape[-2:]), device=device)
+            acc[i][:, t : t + window, x : x + window] += logit * w  # type: ignore[index]
+            total[i][t : t + window, x : x + window] += w
+    out = []
+    for (a, _), s, z in zip(pairs, acc, total, strict=True):
+        h, wd = a.shape[-2:]
+        assert s is not None
+        out.append(s[:, :h, :wd] / z[:h, :wd])
+    return out
+
+
+# -------------------------------------------------------------------------------------------- predictor
+def _run_config_stats(task: Any) -> tuple[Sequence[float] | None, Sequence[float] | None]:
+    """``data.mean`` / ``data.std`` of the YAML run configuration a checkpoint stored, if any."""
+    text = getattr(task, "run_config", None)
+    if not text:
+        return None, None
+    try:
+        data = (yaml.safe_load(text) or {}).get("data") or {}
+    except yaml.YAMLError:
+        return None, None
+    if isinstance(data.get("init_args"), dict):
+        data = data["init_args"]
+    return data.get("mean"), data.get("std")
+
+
+class Predictor:
+    """Caption and segment image pairs of any size with a trained Semantic-CC (paper Eq. 1).
+
+    Args:
+        task_or_model: a :class:`~semcc.tasks.module.SemanticCCTask` (e.g. from
+            :func:`~semcc.tasks.loading.load_task`) or a bare :class:`~semcc.models.SemanticCC`.
+        device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
+        mean, std: RGB normalisation on the 0-1 scale; default: the run configuration's ``data.mean`` /
+            ``data.std`` when the task carries one (checkpoints of ``semcc fit`` do), else LEVIR-CC's.
+        batch_size: pairs per caption forward, and windows per mask forward.
+        max_new_tokens: caption length limit (default: the task's ``max_new_tokens``, else the model's).
+        overlap: fraction of a window shared with its neighbour, in [0, 1).
+        weight: how overlapping window logits are averaged: ``"cosine"`` (Hann) or ``"flat"``.
+        instructions: the instruction prompts (default: the task's; the first is used unless ``ensemble``).
+        ensemble: the paper's multi-output ensemble over all instructions (default: the task's setting).
+    """
+
+    def __init__(
+        self,
+        task_or_model: Any,
+        *,
+        device: str | torch.device = "cpu",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+        overlap: float = 0.25,
+        weight: Literal["cosine", "flat"] = "cosine",
+        instructions: Sequence[str] | None = None,
+        ensemble: bool | None = None,
+    ) -> None:
+        model = getattr(task_or_model, "model", task_or_model)
+        if not isinstance(model, SemanticCC):
+            raise TypeError(f"expected a SemanticCCTask or a SemanticCC, got {type(task_or_model).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        window_starts(1, 1, overlap)  # validates overlap
+        window_weight(1, weight)  # validates weight
+        self.device = torch.device(device)
+        self.task = task_or_model if task_or_model is not model else None
+        self.model = model.to(self.device).eval()
+        hparams = getattr(task_or_model, "hparams", {}) or {}
+        run_mean, run_std = _run_config_stats(task_or_model)
+        mean = mean if mean is not None else (run_mean if run_mean is not None else LEVIR_CC_MEAN)
+        std = std if std is not None else (run_std if run_std is not None else LEVIR_CC_STD)
+        if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std need three values (RGB, std > 0), got {list(mean)} and {list(std)}")
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.batch_size = int(batch_size)
+        self.max_new_tokens = max_new_tokens if max_new_tokens is not None else hparams.get("max_new_tokens")
+        self.overlap = float(overlap)
+        self.weight = weight
+        self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
+        self.ensemble = bool(hparams.get("ensemble", False)) if ensemble is None else bool(ensemble)
+        self._mean = torch.tensor(self.mean).view(3, 1, 1)
+        self._std = torch.tensor(self.std).view(3, 1, 1)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
+        """A predictor for a ``semcc fit`` checkpoint (rebuilt by :func:`~semcc.tasks.loading.load_task`)."""
+        from semcc.tasks.loading import load_task
+
+        return cls(load_task(path, map_location=device), device=device, **kwargs)
+
+    @property
+    def input_size(self) -> int:
+        """The model's input size (square), the window size of the mask and the caption's resize target."""
+        return int(self.model.encoder.img_size)
+
+    @property
+    def num_classes(self) -> int:
+        """Mask classes: 2 for a binary change logit, else the CD head's class count (0 without a CD head)."""
+        head = self.model.cd_head
+        return 0 if head is None else max(2, int(head.num_classes))
+
+    def _normalize(self, rgb: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+        return (x - self._mean) / self._std
+
+    def _resized(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.input_size
+        if tuple(x.shape[-2:]) == (s, s):
+            return x
+        return F.interpolate(x[None], size=(s, s), mode="bilinear", antialias=True, align_corners=False)[0]
+
+    def _load_pair(self, before: ImageInput, after: ImageInput, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return load_pair(before, after, f"before[{index}]", f"after[{index}]")
+
+    def _generate(self, image_a: torch.Tensor, image_b: torch.Tensor, masks: bool) -> tuple[Any, list[str] | None]:
+        n = image_a.shape[0]
+        instructions = self.instructions if self.ensemble else [self.instructions[0]] * n
+        kwargs = {"instructions": instructions, "max_new_tokens": self.max_new_tokens, "ensemble": self.ensemble}
+        if masks:
+            return self.model.predict(image_a, image_b, **kwargs)
+        return None, self.model.generate(image_a, image_b, **kwargs)
+
+    @torch.no_grad()
+    def _predict_batch(
+        self, pairs: list[tuple[torch.Tensor, torch.Tensor]], probability: bool, logits: bool
+    ) -> list[tuple[str | None, torch.Tensor | None]]:
+        s = self.input_size
+        has_cc, has_cd = self.model.cc_head is not None, self.model.cd_head is not None
+        exact = [i for i, (a, _) in enumerate(pairs) if tuple(a.shape[-2:]) == (s, s)]
+        other = [i for i in range(len(pairs)) if i not in set(exact)]
+        captions: list[str | None] = [None] * len(pairs)
+        mask_logits: list[torch.Tensor | None] = [None] * len(pairs)
+        if exact and has_cc:  # one encoder pass gives the caption and the mask
+            image_a = torch.stack([pairs[i][0] for i in exact]).to(self.device)
+            image_b = torch.stack([pairs[i][1] for i in exact]).to(self.device)
+            out_masks, out_caps = self._generate(image_a, image_b, masks=has_cd)
+            for k, i in enumerate(exact):
+                captions[i] = out_caps[k] if out_caps is not None else None
+                mask_logits[i] = out_masks[k].float() if out_masks is not None else None
+            window_pairs = other
+        else:
+            window_pairs = list(range(len(pairs)))
+        if other and has_cc:
+            image_a = torch.stack([self._resized(pairs[i][0]) for i in other]).to(self.device)
+            image_b = torch.stack([self._resized(pairs[i][1]) for i in other]).to(self.device)
+            _, out_caps = self._generate(image_a, image_b, masks=False)
+            for k, i in enumerate(other):
+                captions[i] = out_caps[k] if out_caps is not None else None
+        if window_pairs and has_cd:
+            stitched = sliding_window_logits(
+                self.model,
+                [pairs[i] for i in window_pairs],
+                overlap=self.overlap,
+                batch_size=self.batch_size,
+                weight=self.weight,
+            )
+            for i, logit in zip(window_pairs, stitched, strict=True):
+                mask_logits[i] = logit
+        return list(zip(captions, mask_logits, strict=True))
+
+    def _result(
+        self, name: str, size: tuple[int, int], caption: str | None, logit: torch.Tensor | None, probability: bool,
+        logits: bool,
+    ) -> PairPrediction:
+        result = PairPrediction(name=name, size=size, caption=caption, mask=None)
+        if logit is None:
+            return result
+        logit = logit.float().cpu()
+        if logit.shape[0] == 1:
+            result.mask = (logit[0] > 0).numpy().astype(np.uint8)
+            prob = torch.sigmoid(logit[0]) if probability else None
+        else:
+            result.mask = logit.argmax(0).numpy().astype(np.uint8)
+            prob = 1 - torch.softmax(logit, 0)[0] if probability else None
+        if prob is not None:
+            result.probability = prob.numpy().astype(np.float32)
+        if logits:
+            result.logits = logit.numpy().astype(np.float32)
+        return result
+
+    def predict(
+        self,
+        before: ImageInput | Sequence[ImageInput],
+        after: ImageInput | Sequence[ImageInput],
+        *,
+        names: Sequence[str] | None = None,
+        probability: bool = False,
+        logits: bool = False,
+    ) -> PairPrediction | list[PairPrediction]:
+        """Caption and change mask of one pair, or of lists of pairs (then a list of results, in order).
+
+        ``before`` / ``after``: one image each, or two equally long lists. ``names`` overrides the result
+        names (default: the before file's name, ``pair{i}`` for in-memory images). ``probability`` and
+        ``logits`` add the change probability map / the stitched logits to each result. Pairs are read
+        and predicted ``batch_size`` at a time.
+        """
+        single = not isinstance(before, (list, tuple))
+        if single != (not isinstance(after, (list, tuple))):
+            raise InputImageError("before and after must both be single images or both be lists of images")
+        befores = [before] if single else list(before)  # type: ignore[list-item]
+        afters = [after] if single else list(after)  # type: ignore[arg-type]
+        if len(befores) != len(afters):
+            raise InputImageError(f"{len(befores)} before images but {len(afters)} after images")
+        if names is not None and len(names) != len(befores):
+            raise ValueError(f"{len(names)} names for {len(befores)} pairs")
+        results: list[PairPrediction] = []
+        for start in range(0, len(befores), self.batch_size):
+            indices = range(start, min(start + self.batch_size, len(befores)))
+            pairs, sizes = [], []
+            for i in indices:
+                a, b = self._load_pair(befores[i], afters[i], i)
+                pairs.append((self._normalize(a), self._normalize(b)))
+                sizes.append((int(a.shape[0]), int(a.shape[1])))
+            outputs = self._predict_batch(pairs, probability, logits)
+            for i, size, (caption, logit) in zip(indices, sizes, outputs, strict=True):
+                name = names[i] if names is not None else _name(befores[i], i)
+                results.append(self._result(name, size, caption, logit, probability, logits))
+        return results[0] if single else results
+
+
+# ------------------------------------------------------------------------------------------------ files
+def mask_to_png(mask: np.ndarray, num_classes: int = 2) -> Image.Image:
+    """An 8-bit grey PNG of a class-index mask: 0 / 255 for binary, class x ``255 // (classes - 1)`` else
+    (the encoding of :class:`~semcc.tasks.writer.CaptionMaskWriter`)."""
+    scale = 255 // max(1, num_classes - 1)
+    return Image.fromarray((mask.astype(np.int64) * scale).clip(0, 255).astype(np.uint8), "L")
+
+
+def _caption_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="semcc caption",
+        description="Caption the change between two images of one place (any size, same size) and write the "
+        "change mask and an overlay picture (paper Eq. 1 at inference).",
+    )
+    p.add_argument("before", type=Path, help="the earlier image (A)")
+    p.add_argument("after", type=Path, help="the later image (B)")
+    p.add_argument("--ckpt", required=True, type=Path, help="a checkpoint written by `semcc fit`")
+    p.add_argument("--out", type=Path, default=Path("semcc-caption"), help="output folder (default ./semcc-caption)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward of the sliding window")
+    p.add_argument("--overlap", type=float, default=0.25, help="overlap of the sliding windows, in [0, 1)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: the run's)")
+    return p
+
+
+def check_device(device: str) -> None:
+    """Raise a one-line error for a CUDA device on a machine without one."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but no CUDA device is available")
+
+
+def caption_main(argv: Sequence[str] | None = None) -> int:
+    """``semcc caption BEFORE AFTER --ckpt CKPT``: print the caption, write ``<out>/<name>_mask.png`` and
+    ``<out>/<name>_overlay.png``. User errors give a one-line message and exit status 1."""
+    from semcc.visualize import overlay_figure
+
+    try:
+        args = _caption_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        check_device(args.device)
+        before, after = load_pair(args.before, args.after)  # input errors before the model is loaded
+        predictor = Predictor.from_checkpoint(
+            args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
+            max_new_tokens=args.max_new_tokens,
+        )
+        name = args.before.stem
+        result = predictor.predict(before, after, names=[name])
+        assert isinstance(result, PairPrediction)
+        args.out.mkdir(parents=True, exist_ok=True)
+        print(result.caption if result.caption is not None else "(this model has no caption head)")
+        if result.mask is not None:
+            mask_path = args.out / f"{name}_mask.png"
+            mask_to_png(result.mask, predictor.num_classes).save(mask_path)
+            print(f"mask: {mask_path}")
+        overlay_path = args.out / f"{name}_overlay.png"
+        overlay_figure(before, after, result.mask, result.caption or "").save(overlay_path)
+        print(f"overlay: {overlay_path}")
+    except (ValueError, OSError, RuntimeError) as err:
+        print(f"semcc caption: error: {err}", file=sys.stderr)
+        return 1
+    return 0
