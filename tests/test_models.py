@@ -169,6 +169,32 @@ def test_ablation_switches_build_and_run(tok_dir: Path, overrides: dict) -> None
             assert all(p.grad is not None for p in enhancer.parameters())
 
 
+def test_sdpa_attention_equals_sam_attention() -> None:
+    from semcc.models.encoder import BiTemporalSAMEncoder
+
+    kw = {"img_size": IMG, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2, "window_size": 2,
+          "global_attn_indexes": (1,), "out_chans": 16, "lora_r": 4}
+    torch.manual_seed(0)
+    sdpa = BiTemporalSAMEncoder(**kw, attn_impl="sdpa")
+    eager = BiTemporalSAMEncoder(**kw, attn_impl="eager")
+    with torch.no_grad():
+        for name, p in sdpa.named_parameters():
+            if "rel_pos" in name:  # SAM zero-initialises them: give them values so the bias matters
+                p.normal_(std=0.3)
+    assert eager.load_state_dict(sdpa.state_dict()) is not None
+    a, c = images(2)
+    out, ref = sdpa.eval()(a, c), eager.eval()(a, c)  # eval: no LoRA dropout
+    for field in ("cd_1", "cc_2"):
+        torch.testing.assert_close(getattr(out, field), getattr(ref, field), atol=1e-5, rtol=1e-5)
+    out.cc_1.sum().backward()
+    ref.cc_1.sum().backward()
+    for (name, p), (_, q) in zip(sdpa.named_parameters(), eager.named_parameters(), strict=True):
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=name)
+    with pytest.raises(ValueError, match="attn_impl must be one of"):
+        BiTemporalSAMEncoder(**kw, attn_impl="flash")
+
+
 def test_caption_loss_of_a_padded_batch_equals_one_pair_at_a_time(tok_dir: Path) -> None:
     head = tiny(tok_dir).cc_head.eval()
     g = torch.Generator().manual_seed(3)

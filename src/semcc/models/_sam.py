@@ -15,7 +15,7 @@ import importlib.util
 import sys
 import types
 
-__all__ = ["ImageEncoderViT", "LayerNorm2d", "load_sam_modeling"]
+__all__ = ["ImageEncoderViT", "LayerNorm2d", "SAMAttention", "get_rel_pos", "load_sam_modeling"]
 
 
 def load_sam_modeling() -> types.ModuleType:
@@ -37,3 +37,5 @@ def load_sam_modeling() -> types.ModuleType:
 _image_encoder = load_sam_modeling()
 ImageEncoderViT = _image_encoder.ImageEncoderViT
 LayerNorm2d = _image_encoder.LayerNorm2d
+SAMAttention = _image_encoder.Attention
+get_rel_pos = _image_encoder.get_rel_pos

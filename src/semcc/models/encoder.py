@@ -11,6 +11,12 @@ public code), a list picks blocks, ``"none"`` switches it off (Table II).
 Two output tiers (end of Sec. III-B): ``F_cd`` after SAM's neck (``c -> 256``) for change detection and
 ``F_cc`` at the raw width ``c`` for captioning, both ``[B, C, H/16, W/16]`` per time.
 
+Attention: ``attn_impl="sdpa"`` runs SAM's attention through PyTorch's ``scaled_dot_product_attention`` with
+the decomposed relative-position terms as an additive bias (the same arithmetic as SAM's own ``Attention``,
+which ``attn_impl="eager"`` keeps), so fused GPU kernels can serve it. ``"auto"`` (default) uses SDPA on CUDA
+and SAM's code elsewhere: on the CPU the biased SDPA measured slower (tiny encoder, batch 8, forward and
+backward: 1.18 s against 0.88 s on 2 cores).
+
 Checkpoints: :func:`load_sam_image_encoder` reads an official ``sam_vit_{b,l,h}_*.pth`` (keys
 ``image_encoder.*``), resizes ``pos_embed`` (bicubic) and the global blocks' ``rel_pos_h/w`` (linear) from
 the 1024 px pre-training grid to the input grid, and raises :class:`CheckpointError` naming the file and
@@ -29,11 +35,49 @@ import torch.nn.functional as F
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
-from semcc.models._sam import ImageEncoderViT
+from semcc.models._sam import ImageEncoderViT, SAMAttention, get_rel_pos
 from semcc.models.bcsf import BCSF
 from semcc.models.checkpoints import CheckpointError, assign_tensors, format_keys, is_meta, load_state_file
 
-__all__ = ["BiTemporalFeatures", "BiTemporalSAMEncoder", "load_sam_image_encoder", "resolve_bcsf_blocks"]
+__all__ = [
+    "ATTN_IMPLS",
+    "BiTemporalFeatures",
+    "BiTemporalSAMEncoder",
+    "SDPAAttention",
+    "load_sam_image_encoder",
+    "resolve_bcsf_blocks",
+]
+
+#: How SAM's attention runs: SDPA on CUDA and SAM's code elsewhere (default), SDPA always, or SAM's code.
+ATTN_IMPLS = ("auto", "sdpa", "eager")
+
+
+class SDPAAttention(SAMAttention):
+    """SAM's ``Attention`` computed by ``F.scaled_dot_product_attention``; same parameters and state dict.
+
+    SAM adds the decomposed relative positions (``rel_h`` over rows, ``rel_w`` over columns, both from the
+    unscaled queries) to ``q k^T * scale`` before the softmax; here they are the ``attn_mask`` bias. With
+    ``sdpa_on_cpu`` false, inputs off CUDA take SAM's own code.
+    """
+
+    sdpa_on_cpu = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (x.is_cuda or self.sdpa_on_cpu):
+            return super().forward(x)
+        b, h, w, _ = x.shape
+        qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # [B, heads, hw, d]
+        bias = None
+        if self.use_rel_pos:
+            r_q = q.reshape(b * self.num_heads, h, w, -1)
+            rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, get_rel_pos(h, h, self.rel_pos_h))
+            rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, get_rel_pos(w, w, self.rel_pos_w))
+            bias = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(b, self.num_heads, h * w, h * w)
+            bias = bias.to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        out = out.view(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+        return self.proj(out)
 
 
 @dataclass
@@ -79,6 +123,7 @@ class BiTemporalSAMEncoder(nn.Module):
         train_sam_neck: make SAM's neck (``c -> 256``) trainable (paper: frozen with the rest of SAM).
         train_vit: make every SAM weight trainable (neck included), LoRA or not. For random-init presets
             (tiny): a frozen random ViT carries little to adapt. Paper: ``False``.
+        attn_impl: ``"auto"`` (SDPA on CUDA, SAM's code elsewhere), ``"sdpa"`` or ``"eager"``; same results.
     """
 
     def __init__(
@@ -100,6 +145,7 @@ class BiTemporalSAMEncoder(nn.Module):
         checkpoint: str | None = None,
         train_sam_neck: bool = False,
         train_vit: bool = False,
+        attn_impl: str = "auto",
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -127,6 +173,13 @@ class BiTemporalSAMEncoder(nn.Module):
             window_size=window_size,
             global_attn_indexes=self.global_attn_indexes,
         )
+        if attn_impl not in ATTN_IMPLS:
+            raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+        self.attn_impl = attn_impl
+        if attn_impl != "eager":
+            for block in self.vit.blocks:
+                block.attn.__class__ = SDPAAttention  # same parameters, forward through SDPA
+                block.attn.sdpa_on_cpu = attn_impl == "sdpa"
         if checkpoint is not None and not is_meta(self.vit):
             load_sam_image_encoder(self.vit, checkpoint)
         self.checkpoint = checkpoint
