@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from _common import add_json_argument, report
 from semcc.data.datamodule import SemanticCCDataModule
 from semcc.data.text import build_word_tokenizer, is_no_change
 from semcc.models import SemanticCC, build_semantic_cc
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--img-size", type=int, default=256)
     parser.add_argument("--cc-head", type=json.loads, default={}, help="JSON overrides of the tiny caption head")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, default=Path("caption_head_probe.json"))
+    add_json_argument(parser, "caption_head_probe.json")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -87,13 +87,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         train_s += time.perf_counter() - start
         rows.append({"steps": done, "samples": done * args.batch_size, "loss": round(loss.item(), 4),
                      "val_change_accuracy": round(_change_accuracy(model, *val), 4), "train_s": round(train_s, 1)})
-    print(f"caption head probe: {platform.processor() or platform.machine()}, torch {torch.__version__}, float32, "
-          f"{torch.get_num_threads()} threads; encoding {len(train[2])}+{len(val[2])} pairs took {encode_s:.1f} s")
-    print("| steps | samples | loss | val change/no-change right | train s |")
-    print("|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['steps']} | {r['samples']} | {r['loss']} | {r['val_change_accuracy']:.2f} | {r['train_s']} |")
-    args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2))
+    columns = {"steps": "steps", "samples": "samples", "loss": "loss",
+               "val_change_accuracy": "val change/no-change right", "train_s": "train s"}
+    report("caption head probe, tiny caption head on frozen tiny-encoder features", rows, columns,
+           json_path=args.json, dtype="float32", device="cpu",
+           notes=[f"encoding {len(train[2])}+{len(val[2])} pairs took {encode_s:.1f} s"],
+           extra={"args": {k: str(v) for k, v in vars(args).items()}})
     return rows
 
 

@@ -13,14 +13,13 @@ random and runs to ``max_new_tokens``).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from _common import add_json_argument, report
 from semcc.data.text import build_word_tokenizer
 from semcc.models import SemanticCC, build_semantic_cc
 from semcc.models.cc_head import DEFAULT_INSTRUCTIONS
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--img-size", type=int, default=256)
     parser.add_argument("--checkpoint", type=Path, help="a semcc fit checkpoint of configs/tiny.yaml (optional)")
-    parser.add_argument("--json", type=Path, default=Path("generate.json"))
+    add_json_argument(parser, "generate.json")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
@@ -106,14 +105,17 @@ def main(argv: list[str] | None = None) -> dict:
         "batched_captions_per_s": round(len(naive) / batched_s, 1), "speedup": round(naive_s / batched_s, 1),
         "identical_captions": f"{same}/{len(naive)}",
     }
-    print(f"caption generation: {platform.machine()}, torch {torch.__version__}, float32, "
-          f"{torch.get_num_threads()} threads, tiny preset, {'trained' if args.checkpoint else 'random'} weights")
-    print("| path | pairs | seconds | captions/s |")
-    print("|---|---|---|---|")
-    print(f"| naive loop (batch 1, no KV cache) | {len(naive)} | {naive_s:.2f} | {len(naive) / naive_s:.1f} |")
-    print(f"| batched {args.batch_size} + KV cache | {len(naive)} | {batched_s:.2f} | {len(naive) / batched_s:.1f} |")
-    print(f"speed-up {naive_s / batched_s:.1f}x, identical captions {same}/{len(naive)}, mean {mean_words:.1f} words")
-    args.json.write_text(json.dumps(rows, indent=2))
+    table = [
+        {"path": "naive loop (batch 1, no KV cache)", "pairs": len(naive), "seconds": round(naive_s, 2),
+         "captions_per_s": round(len(naive) / naive_s, 1)},
+        {"path": f"batched {args.batch_size} + KV cache", "pairs": len(naive), "seconds": round(batched_s, 2),
+         "captions_per_s": round(len(naive) / batched_s, 1)},
+    ]
+    report(f"caption generation, tiny preset, {'trained' if args.checkpoint else 'random'} weights", table,
+           {"path": "path", "pairs": "pairs", "seconds": "seconds", "captions_per_s": "captions/s"},
+           json_path=args.json, dtype="float32", device="cpu",
+           notes=[f"speed-up {naive_s / batched_s:.1f}x, identical captions {same}/{len(naive)}, "
+                  f"mean {mean_words:.1f} words"], extra={"summary": rows})
     return rows
 
 

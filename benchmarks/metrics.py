@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import platform
 import time
 from pathlib import Path
 
+from _common import add_json_argument, report
 from semcc.data.text import most_frequent_changed_caption
 from semcc.metrics.captioning import floor_predictions, score_split
 
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--captions", type=Path, default=DEFAULT, help="LevirCCcaptions.json(.gz)")
     parser.add_argument("--no-meteor", action="store_true")
-    parser.add_argument("--json", type=Path, default=Path("metrics_benchmark.json"))
+    add_json_argument(parser, "metrics_benchmark.json")
     args = parser.parse_args(argv)
     opener = gzip.open if args.captions.suffix == ".gz" else open
     with opener(args.captions, "rt") as f:
@@ -43,13 +43,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         scores = score_split(preds, refs["test"], meteor=not args.no_meteor)
         rows.append({"system": name, "pairs": len(preds), "seconds": round(time.perf_counter() - start, 1),
                      **{k: round(scores[k], 4) for k in ("bleu_4", "meteor", "rouge_l", "cider") if k in scores}})
-    print(f"caption metrics: {platform.machine()}, pycocoevalcap, {'with' if not args.no_meteor else 'without'} METEOR")
-    print("| system | pairs | seconds | BLEU-4 | METEOR | ROUGE-L | CIDEr |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['system']} | {r['pairs']} | {r['seconds']} | {r['bleu_4']} | {r.get('meteor', '-')} | "
-              f"{r['rouge_l']} | {r['cider']} |")
-    args.json.write_text(json.dumps(rows, indent=2))
+    columns = {"system": "system", "pairs": "pairs", "seconds": "seconds", "bleu_4": "BLEU-4", "meteor": "METEOR",
+               "rouge_l": "ROUGE-L", "cider": "CIDEr"}
+    report(f"caption metrics, pycocoevalcap, {'with' if not args.no_meteor else 'without'} METEOR", rows, columns,
+           json_path=args.json)
     return rows
 
 

@@ -1,8 +1,8 @@
 """SynthLEVIR generation speed: N pairs of 256x256 (+ a few LEVIR-CD tiles) with W worker processes.
 
 Usage: ``python benchmarks/synth_speed.py [--pairs 1000] [--workers 2] [--cd-tiles 24] [--size 256]``.
-Prints one table: what was generated, seconds, pairs per minute (CC pairs, and 256x256 pair-equivalents
-counting each CD tile as (tile / size)^2 pairs), and the machine's CPU count.
+Prints one table (and writes it as JSON, ``--json``): what was generated, seconds, pairs per minute (CC pairs,
+and 256x256 pair-equivalents counting each CD tile as (tile / size)^2 pairs), and the machine's CPU count.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import add_json_argument, report
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir
 
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--cd-scale", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    add_json_argument(parser, "synth_speed.json")
     args = parser.parse_args(argv)
 
     cd = _split(args.cd_tiles, (2 / 3, 1 / 6, 1 / 6))
@@ -50,11 +52,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ("pair-equivalents / minute", f"{60 * equivalents / seconds:.0f}"),
         ("changed share (CC train)", f"{summary['changed_share']['LEVIR-CC'].get('train', 0.0):.2f}"),
     ]
-    width = max(len(k) for k, _ in rows)
-    print(f"{'SynthLEVIR speed':<{width}} | value")
-    print(f"{'-' * width}-|-{'-' * 60}")
-    for key, value in rows:
-        print(f"{key:<{width}} | {value}")
+    report("SynthLEVIR generation speed", [{"what": k, "value": v} for k, v in rows],
+           {"what": "SynthLEVIR speed", "value": "value"}, json_path=args.json)
     return {"seconds": seconds, "pairs_per_minute": 60 * args.pairs / seconds}
 
 

@@ -1,0 +1,194 @@
+"""Shared helpers of the benchmark scripts: the machine line, one markdown table, its JSON, peak memory.
+
+Every script in this folder prints :func:`machine_line` above its table (CPU model from ``/proc/cpuinfo``,
+core count, GPU name when CUDA is available, torch version, dtype, threads) and writes the same table with the
+machine description to ``--json PATH`` through :func:`report`. Nothing here is measured: it only describes and
+formats what a script measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "PeakMemory",
+    "add_json_argument",
+    "cpu_model",
+    "current_rss_bytes",
+    "machine_info",
+    "machine_line",
+    "markdown_table",
+    "mib",
+    "report",
+]
+
+
+def cpu_model() -> str:
+    """The ``model name`` of ``/proc/cpuinfo`` (``platform.processor()`` or the machine type elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_info(dtype: str | None = None, device: str | None = None) -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, GPU (if CUDA), torch, dtype, threads."""
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "arch": platform.machine(),
+        "cores": _cores(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "device": device,
+        "dtype": dtype,
+    }
+    return info
+
+
+def machine_line(dtype: str | None = None, device: str | None = None) -> str:
+    """One line for the top of a table, e.g. ``AMD EPYC (x86_64), 2 cores, no GPU, torch 2.13.0+cpu, ...``."""
+    info = machine_info(dtype, device)
+    gpu = f"GPU {info['gpu']} (CUDA {info['cuda']})" if info["gpu"] else "no GPU"
+    parts = [f"{info['cpu']} ({info['arch']})", f"{info['cores']} cores", gpu, f"torch {info['torch']}",
+             f"{info['threads']} threads"]
+    if device:
+        parts.append(f"device {device}")
+    if dtype:
+        parts.append(dtype)
+    return "machine: " + ", ".join(parts)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Mapping[str, str]) -> str:
+    """A markdown table of ``rows``; ``columns`` lists row keys, or maps row keys to header titles."""
+    header = dict(columns) if isinstance(columns, Mapping) else {c: c for c in columns}
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(header.values()) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(row.get(k)) for k in header) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def add_json_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--json PATH``: where the table goes as JSON (``default`` None: only when given)."""
+    parser.add_argument("--json", type=Path, default=Path(default) if default else None,
+                        help=f"write the table and the machine description as JSON (default: {default})")
+
+
+def report(
+    title: str,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | Mapping[str, str],
+    *,
+    json_path: Path | None = None,
+    dtype: str | None = None,
+    device: str | None = None,
+    notes: Sequence[str] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """Print ``title``, the machine line, the table and ``notes``; write them as JSON to ``json_path``."""
+    table = markdown_table(rows, columns)
+    print(title)
+    print(machine_line(dtype, device))
+    print(table)
+    for note in notes:
+        print(note)
+    if json_path is not None:
+        payload = {"title": title, "machine": machine_info(dtype, device), "rows": list(rows), "notes": list(notes),
+                   **(extra or {})}
+        json_path.write_text(json.dumps(payload, indent=2, default=str))
+    return table
+
+
+# ------------------------------------------------------------------------------------------------ memory
+def _read_hwm_kib() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def current_rss_bytes() -> int:
+    """Resident set size now (``/proc/self/statm``; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+class PeakMemory:
+    """Peak memory of a measured stretch; :attr:`method` says what is measured.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (tensors only, weights
+    included: the absolute peak). CPU: peak RSS growth over the RSS at :meth:`reset`: ``VmHWM`` of
+    ``/proc/self/status`` after resetting it by writing ``5`` to ``/proc/self/clear_refs`` where Linux allows
+    it, else ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (a lifetime peak: only growth above any earlier
+    peak of the process shows).
+    """
+
+    def __init__(self, device: torch.device | str) -> None:
+        self.device = torch.device(device)
+        self.method = ""
+        self._baseline = 0
+        self.reset()
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.method = "CUDA max_memory_allocated (absolute, weights included)"
+            return
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.method = "CPU peak RSS growth (VmHWM reset via clear_refs)"
+            self._baseline = current_rss_bytes()
+        except OSError:
+            self.method = "CPU peak RSS growth (ru_maxrss, lifetime peak)"
+            self._baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+    def peak_bytes(self) -> int:
+        """Peak bytes since :meth:`reset` (see the class docstring)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return int(torch.cuda.max_memory_allocated(self.device))
+        if "VmHWM" in self.method and (kib := _read_hwm_kib()) is not None:
+            return max(0, kib * 1024 - self._baseline)
+        return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self._baseline)
+
+
+def mib(n_bytes: int) -> float:
+    """Bytes -> MiB, one decimal."""
+    return round(n_bytes / 2**20, 1)

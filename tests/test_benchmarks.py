@@ -1,0 +1,99 @@
+"""The benchmark helpers: table/JSON output, synthetic typed batches, one real task step, metrics.csv parsing,
+and ``SemanticCCTask(compile_parts=...)`` keeping the state-dict keys."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import _common  # noqa: E402
+import fit_tiny  # noqa: E402
+import train_step  # noqa: E402
+from semcc.models import build_semantic_cc  # noqa: E402
+from semcc.tasks.module import SemanticCCTask  # noqa: E402
+
+
+def test_report_prints_machine_and_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = [{"a": 1.23456, "b": None}, {"a": 2, "b": "x"}]
+    _common.report("title", rows, {"a": "A", "b": "B"}, json_path=tmp_path / "t.json", dtype="float32",
+                   notes=["note"])
+    out = capsys.readouterr().out
+    assert "machine:" in out and "torch" in out and "| A | B |" in out and "| 1.23456 | - |" in out
+    data = json.loads((tmp_path / "t.json").read_text())
+    assert data["rows"] == rows and data["machine"]["dtype"] == "float32" and data["notes"] == ["note"]
+    assert data["machine"]["cores"] >= 1
+
+
+def test_peak_memory_cpu_counts_growth() -> None:
+    peak = _common.PeakMemory("cpu")
+    block = torch.ones(32 * 2**20 // 4)  # 32 MiB touched
+    assert block.sum() > 0
+    assert "CPU" in peak.method and peak.peak_bytes() >= 0
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from semcc.data.text import build_word_tokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    build_word_tokenizer(list(train_step.FALLBACK_CAPTIONS), out)
+    return str(out)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny steps run fastest on one thread (and do not stall when the cores are shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("phase", train_step.PHASES)
+def test_synthetic_batches_train_one_step(tokenizer_dir: str, phase: str, one_thread: None) -> None:
+    captions = [[c] * 5 for c in train_step.FALLBACK_CAPTIONS]
+    batch = train_step.make_batch(phase, 2, 64, captions, torch.device("cpu"))
+    assert batch["image_a"].shape == (2, 3, 64, 64) and batch["phase"] == phase
+    assert ("mask" in batch) == (phase != "cc") and any(batch["captions"]) == (phase != "cd")
+    task = train_step.build_task("tiny", tokenizer_dir, 64)
+    optimizer = train_step.build_optimizer(task)
+    before = {n: p.detach().clone() for n, p in task.model.named_parameters()}
+    loss = train_step.train_step(task, optimizer, batch, "32")
+    assert loss == loss  # finite, not NaN
+    changed = {n.split(".", 1)[0] for n, p in task.model.named_parameters() if not torch.equal(before[n], p)}
+    from semcc.tasks.schedule import PHASE_PARTS
+
+    assert changed and changed <= set(PHASE_PARTS[phase])
+
+
+def test_compile_parts_keeps_state_dict_keys(tokenizer_dir: str) -> None:
+    model = build_semantic_cc("tiny", img_size=64, tokenizer=tokenizer_dir)
+    task = SemanticCCTask(model, compile_parts=["encoder", "neck"], log_samples=0)
+    keys = list(task.state_dict())
+    task.configure_model()
+    task.configure_model()  # idempotent
+    assert list(task.state_dict()) == keys
+    assert task.model.encoder._compiled_call_impl is not None and task.model.cd_head._compiled_call_impl is None
+    with pytest.raises(ValueError, match="no part"):
+        SemanticCCTask(model, compile_parts=["decoder"], log_samples=0).configure_model()
+
+
+def test_last_validation_merges_the_last_epoch(tmp_path: Path) -> None:
+    csv = tmp_path / "metrics.csv"
+    csv.write_text(
+        "epoch,step,train/loss,val/cd_f1,val/cc_bleu_4,val/floor_constant_bleu_4\n"
+        "0,9,1.0,,,\n"
+        "0,9,,0.1,,\n"
+        "1,19,,0.4,,\n"
+        "1,19,,,0.3,0.5\n"
+    )
+    val = fit_tiny.last_validation(csv)
+    assert val["val/cd_f1"] == 0.4 and val["val/cc_bleu_4"] == 0.3 and val["val/floor_constant_bleu_4"] == 0.5
+    assert val["epoch"] == 1 and val["step"] == 19
