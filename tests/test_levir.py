@@ -239,3 +239,19 @@ def test_cd_tile_cache_gives_the_same_samples(synth_root: Path) -> None:
         a, b = plain[k], cached[k]
         assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"]) and a["name"] == b["name"]
     assert len(cached._cache) == 2 and not plain._cache
+
+
+def test_cc_and_mci_image_cache_reads_each_file_once(synth_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "cc"
+    shutil.copytree(synth_root / "LEVIR-CC", root)
+    plain = LevirMCIDataset(root, "val", mask_mode="classes")
+    cached = LevirMCIDataset(root, "val", mask_mode="classes", cache_images=True)
+    first = [cached[k] for k in range(len(cached))]
+    shutil.rmtree(root / "images")  # the cache must serve every later read
+    for k, sample in enumerate(first):
+        again = cached[k]
+        assert torch.equal(again["image"], sample["image"]) and torch.equal(again["mask"], sample["mask"])
+        again["mask"].zero_()  # a caller changing its sample does not change the cache
+        assert torch.equal(cached[k]["mask"], sample["mask"])
+    with pytest.raises(LevirDataError, match="file is missing"):
+        plain[0]

@@ -132,6 +132,8 @@ class SemanticCCDataModule(L.LightningDataModule):
         cd_samples_per_tile: random crops per LEVIR-CD tile and epoch in training.
         cd_flip: random horizontal/vertical flips of LEVIR-CD training crops.
         cd_cache_images: keep decoded LEVIR-CD tiles in memory (each tile is read for many crops).
+        cache_images: keep the decoded LEVIR-CC / LEVIR-MCI pairs (and labels) in memory after their first
+            read (small data sets read for many epochs; per worker process).
         joint_mask_mode: how LEVIR-MCI labels map to classes (``building``, ``change`` or ``classes``).
         val_sources: sources evaluated in validation/test (default: ``joint`` if set, else ``cc`` and ``cd``).
         predict_split: the split that ``predict_dataloader`` serves (from ``cc`` or ``joint``).
@@ -161,6 +163,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         cd_samples_per_tile: int = 4,
         cd_flip: bool = True,
         cd_cache_images: bool = False,
+        cache_images: bool = False,
         joint_mask_mode: Literal["building", "change", "classes"] = "building",
         val_sources: list[Source] | None = None,
         predict_split: str = "test",
@@ -206,6 +209,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.cd_samples_per_tile = cd_samples_per_tile
         self.cd_flip = cd_flip
         self.cd_cache_images = cd_cache_images
+        self.cache_images = cache_images
         self.joint_mask_mode = joint_mask_mode
         self.predict_split = predict_split
         self.mean, self.std = tuple(mean), tuple(std)
@@ -299,9 +303,10 @@ class SemanticCCDataModule(L.LightningDataModule):
             if source == "folder":
                 ds: Dataset = PairFolderDataset(root, size=self.cd_crop_size, **norm)
             elif source == "cc":
-                ds = LevirCCDataset(root, split, **norm)
+                ds = LevirCCDataset(root, split, cache_images=self.cache_images, **norm)
             elif source == "joint":
-                ds = LevirMCIDataset(root, split, mask_mode=self.joint_mask_mode, **norm)
+                ds = LevirMCIDataset(root, split, mask_mode=self.joint_mask_mode, cache_images=self.cache_images,
+                                     **norm)
             else:
                 train = split == "train"
                 ds = LevirCDDataset(

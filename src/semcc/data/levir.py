@@ -196,6 +196,8 @@ class LevirCCDataset(Dataset[ChangeSample]):
         captions_file: the JSON file name or path (relative to ``root``).
         mean, std: RGB normalisation on the 0-1 scale (default: LEVIR-CC statistics).
         names: keep only these file names (e.g. the pairs that have images on disk).
+        cache_images: keep the decoded images (``uint8``, and labels for LEVIR-MCI) in memory after the first
+            read, per process: for small data sets read many times (several epochs, repeated phases).
     """
 
     has_mask = False
@@ -209,8 +211,11 @@ class LevirCCDataset(Dataset[ChangeSample]):
         mean: Sequence[float] = LEVIR_CC_MEAN,
         std: Sequence[float] = LEVIR_CC_STD,
         names: Sequence[str] | None = None,
+        cache_images: bool = False,
     ) -> None:
         self.root = Path(root)
+        self.cache_images = cache_images
+        self._cache: dict[str, tuple[np.ndarray, ...]] = {}
         self.split = split
         self.captions_path = self.root / captions_file
         images = load_levir_cc_captions(self.captions_path)
@@ -249,9 +254,14 @@ class LevirCCDataset(Dataset[ChangeSample]):
         return [sentence_text(s) for s in self.entries[index]["sentences"]]
 
     def _load_pair(self, entry: dict) -> tuple[np.ndarray, np.ndarray]:
+        key = f"pair/{entry['filename']}"
+        if key in self._cache:
+            return self._cache[key]  # type: ignore[return-value]
         path_a, path_b = self._paths(entry)[:2]
         a, b = read_rgb(path_a), read_rgb(path_b)
         _check_same_size((path_a, a.shape), (path_b, b.shape))
+        if self.cache_images:
+            self._cache[key] = (a, b)
         return a, b
 
     def __getitem__(self, index: int) -> ChangeSample:
@@ -293,11 +303,13 @@ class LevirMCIDataset(LevirCCDataset):
         mean: Sequence[float] = LEVIR_CC_MEAN,
         std: Sequence[float] = LEVIR_CC_STD,
         names: Sequence[str] | None = None,
+        cache_images: bool = False,
     ) -> None:
         if mask_mode not in ("classes", "change", "building"):
             raise ValueError(f"mask_mode must be 'classes', 'change' or 'building', got {mask_mode!r}")
         self.mask_mode = mask_mode
-        super().__init__(root, split, captions_file=captions_file, mean=mean, std=std, names=names)
+        super().__init__(root, split, captions_file=captions_file, mean=mean, std=std, names=names,
+                         cache_images=cache_images)
 
     @property
     def num_classes(self) -> int:
@@ -308,11 +320,18 @@ class LevirMCIDataset(LevirCCDataset):
 
     def __getitem__(self, index: int) -> ChangeSample:
         sample = super().__getitem__(index)
-        label_path = self._paths(self.entries[index])[2]
-        label = _read_label(label_path)
-        _check_same_size((self._paths(self.entries[index])[0], tuple(sample["image_a"].shape[1:])),
-                         (label_path, label.shape))
-        sample["mask"] = torch.from_numpy(_map_mci_label(label, self.mask_mode, label_path))
+        key = f"mask/{self.entries[index]['filename']}"
+        if key in self._cache:
+            mask = self._cache[key][0]
+        else:
+            label_path = self._paths(self.entries[index])[2]
+            label = _read_label(label_path)
+            _check_same_size((self._paths(self.entries[index])[0], tuple(sample["image_a"].shape[1:])),
+                             (label_path, label.shape))
+            mask = _map_mci_label(label, self.mask_mode, label_path)
+            if self.cache_images:
+                self._cache[key] = (mask,)
+        sample["mask"] = torch.from_numpy(mask.copy()) if self.cache_images else torch.from_numpy(mask)
         return sample
 
 
