@@ -137,6 +137,8 @@ class SemanticCCDataModule(L.LightningDataModule):
         strategy: the training strategy whose phases ``train_dataloader`` yields (``three_stage``,
             ``two_stage``, ``one_stage``; the configs link it to the task's).
         seed: seed of the per-epoch shuffling of the training phases (the same on every rank).
+        train_repeats: passes over each training source per epoch (default 1), e.g. ``{"cc": 4}`` makes
+            phase ii of ``three_stage`` read D_cc four times per epoch (:class:`PhaseBatchSampler`).
     """
 
     def __init__(
@@ -164,8 +166,11 @@ class SemanticCCDataModule(L.LightningDataModule):
         tokenizer_dir: str | None = None,
         strategy: str = "three_stage",
         seed: int = 0,
+        train_repeats: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
+        if train_repeats and (unknown := [s for s in train_repeats if s not in SOURCES]):
+            raise ValueError(f"train_repeats has unknown sources {unknown}; choose from {list(SOURCES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.synth_root = Path(synth_root).expanduser() if synth_root else None
@@ -204,6 +209,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.tokenizer_dir = Path(tokenizer_dir).expanduser() if tokenizer_dir else None
         self.strategy = strategy
         self.seed = seed
+        self.train_repeats = dict(train_repeats or {})
         self._resume: tuple[int, int] | None = None
         self._changed_caption: str | None = None
         self._datasets: dict[tuple[str, str], Dataset] = {}
@@ -358,7 +364,12 @@ class SemanticCCDataModule(L.LightningDataModule):
         phases = phases_for(self.strategy, self.sources)
         datasets = {s: self.dataset(s, "train") for p in phases for s in p.sources}
         sampler = PhaseBatchSampler(
-            {s: len(d) for s, d in datasets.items()}, phases, self.batch_size, shuffle=True, seed=self.seed
+            {s: len(d) for s, d in datasets.items()},
+            phases,
+            self.batch_size,
+            shuffle=True,
+            seed=self.seed,
+            repeats=self.train_repeats,
         )
         if trainer is not None:
             sampler.set_epoch(trainer.current_epoch)
