@@ -128,6 +128,8 @@ class SemanticCCDataModule(L.LightningDataModule):
         cd_crop_size: crop size of LEVIR-CD tiles (the model's input size).
         cd_samples_per_tile: random crops per LEVIR-CD tile and epoch in training.
         cd_flip: random horizontal/vertical flips of LEVIR-CD training crops.
+        cd_positive_fraction: share of LEVIR-CD training crops placed around a changed pixel (default 0:
+            all uniform; see :class:`~semcc.data.levir.LevirCDDataset`).
         cd_cache_images: keep decoded LEVIR-CD tiles in memory (each tile is read for many crops).
         joint_mask_mode: how LEVIR-MCI labels map to classes (``building``, ``change`` or ``classes``).
         val_sources: sources evaluated in validation/test (default: ``joint`` if set, else ``cc`` and ``cd``).
@@ -157,6 +159,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         cd_crop_size: int = 256,
         cd_samples_per_tile: int = 4,
         cd_flip: bool = True,
+        cd_positive_fraction: float = 0.0,
         cd_cache_images: bool = False,
         joint_mask_mode: Literal["building", "change", "classes"] = "building",
         val_sources: list[Source] | None = None,
@@ -202,6 +205,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.cd_crop_size = cd_crop_size
         self.cd_samples_per_tile = cd_samples_per_tile
         self.cd_flip = cd_flip
+        self.cd_positive_fraction = cd_positive_fraction
         self.cd_cache_images = cd_cache_images
         self.joint_mask_mode = joint_mask_mode
         self.predict_split = predict_split
@@ -307,6 +311,7 @@ class SemanticCCDataModule(L.LightningDataModule):
                     mode="random" if train else "grid",
                     samples_per_tile=self.cd_samples_per_tile if train else 1,
                     flip=self.cd_flip and train,
+                    positive_fraction=self.cd_positive_fraction if train else 0.0,
                     cache_images=self.cd_cache_images,
                     **norm,
                 )
