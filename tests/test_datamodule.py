@@ -158,3 +158,29 @@ def test_phase_sampler_shards_ranks_equally_and_resumes() -> None:
         PhaseBatchSampler({"cd": 1, "cc": 1, "joint": 0}, phases, 2)
     with pytest.raises(ValueError, match="unknown strategy"):
         phases_for("four_stage", ["cd"])
+
+
+def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_config) -> None:
+    from semcc.data.sampler import PhaseBatchSampler, phases_for
+
+    phases = phases_for("three_stage", ["cd", "cc", "joint"])
+    lengths = {"cd": 7, "cc": 10, "joint": 5}
+    plain = list(PhaseBatchSampler(lengths, phases, 4, seed=3))
+    sampler = PhaseBatchSampler(lengths, phases, 4, seed=3, repeats={"cc": 3})
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == sampler.phase_batches()[0][1] + 8 + sampler.phase_batches()[2][1]
+    cc = [i for b in batches for (s, i, _) in b if s == "cc"]
+    assert sorted(cc) == sorted(list(range(10)) * 3) and cc[:10] != cc[10:20]  # each pass reshuffled
+    # Other phases are untouched, and so is the cc phase's first pass.
+    assert [b for b in batches if b[0][0] != "cc"] == [b for b in plain if b[0][0] != "cc"]
+    assert cc[:8] == [i for b in plain for (s, i, _) in b if s == "cc"][:8]
+    with pytest.raises(ValueError, match="repeats must be at least 1"):
+        PhaseBatchSampler(lengths, phases, 4, repeats={"cc": 0})
+    dm = _module(synth_root, synth_config, batch_size=4, cd_samples_per_tile=2, train_repeats={"cc": 2})
+    dm.setup("fit")
+    counts = {}
+    for b in dm.train_dataloader():
+        counts[b["phase"]] = counts.get(b["phase"], 0) + len(b["name"])
+    assert counts == {"cd": 4, "cc": 24, "joint": 12}
+    with pytest.raises(ValueError, match="train_repeats has unknown sources"):
+        _module(synth_root, synth_config, train_repeats={"seg": 2})

@@ -255,3 +255,17 @@ def test_cc_and_mci_image_cache_reads_each_file_once(synth_root: Path, tmp_path:
         assert torch.equal(cached[k]["mask"], sample["mask"])
     with pytest.raises(LevirDataError, match="file is missing"):
         plain[0]
+
+
+def test_cd_positive_fraction_crops_around_change(synth_root: Path) -> None:
+    kw = {"crop_size": 32, "mode": "random", "samples_per_tile": 40, "cache_images": True}
+    torch.manual_seed(0)
+    plain = LevirCDDataset(synth_root / "LEVIR-CD", "train", **kw)
+    torch.manual_seed(0)
+    biased = LevirCDDataset(synth_root / "LEVIR-CD", "train", positive_fraction=1.0, **kw)
+    tiles_with_change = sum(bool(biased._load(t)[2].any()) for t in biased.tiles)
+    with_change = [bool(biased[i]["mask"].any()) for i in range(len(biased))]
+    assert sum(with_change) >= tiles_with_change * kw["samples_per_tile"]  # every crop of a changed tile
+    assert sum(with_change) > sum(bool(plain[i]["mask"].any()) for i in range(len(plain)))
+    with pytest.raises(ValueError, match="positive_fraction must be in"):
+        LevirCDDataset(synth_root / "LEVIR-CD", "train", positive_fraction=1.5)

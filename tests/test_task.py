@@ -187,3 +187,60 @@ def test_predict_writes_captions_and_masks(synth_root: Path, synth_config, tmp_p
         mask = Image.open(tmp_path / "pred" / "masks" / name)
         assert mask.size == (64, 64) and mask.mode == "L"
         assert set(mask.getdata()) <= {0, 255}
+
+
+def test_cached_frozen_features_match_the_encoder(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    dm = _data(synth_root, synth_config, tmp_path)
+    dm.setup("fit")
+    task = _task(dm, cache_frozen_features=True)
+    task.model.eval()  # no LoRA dropout: cached and fresh outputs must agree
+    batch = next(iter(dm.dataloader("cc", "train", shuffle=False)))
+    task.set_phase("cc")
+    first = task._encoded(batch)
+    assert len(task._feature_cache) == len(batch["name"])
+    with torch.no_grad():
+        fresh = task.model.encoder(batch["image_a"], batch["image_b"])
+    again = task._encoded(batch)
+    for tier in ("cd_1", "cd_2", "cc_1", "cc_2"):
+        assert torch.allclose(getattr(first, tier), getattr(fresh, tier), atol=1e-6)
+        assert torch.equal(getattr(first, tier), getattr(again, tier))
+    # The same name with other pixels is another entry; a phase that trains the encoder empties the cache.
+    flipped = dict(batch, image_a=batch["image_a"].flip(-1))
+    task._encoded(flipped)
+    assert len(task._feature_cache) == 2 * len(batch["name"])
+    task.set_phase("cd")
+    assert not task._feature_cache
+    task.model.train()
+    trainer = _trainer(tmp_path, limit_val_batches=0)
+    trainer.fit(task, datamodule=dm)
+    assert trainer.state.finished
+
+
+def test_lr_scale_gives_parts_their_own_learning_rate(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    dm = _data(synth_root, synth_config, tmp_path)
+    task = _task(dm, lr_scale={"cc_head": 4.0})
+    trainer = _trainer(tmp_path, fast_dev_run=True)
+    trainer.fit(task, datamodule=dm)
+    groups = trainer.optimizers[0].param_groups
+    ids = {id(p): n.split(".", 1)[0] for n, p in task.model.named_parameters()}
+    for g in groups:
+        parts = {ids[id(p)] for p in g["params"]}
+        assert g["initial_lr"] == pytest.approx(1e-3 * (4.0 if parts == {"cc_head"} else 1.0))
+        assert parts == {"cc_head"} or "cc_head" not in parts
+    plain = _task(dm)
+    trainer = _trainer(tmp_path, fast_dev_run=True)
+    trainer.fit(plain, datamodule=dm)
+    assert [g["weight_decay"] for g in trainer.optimizers[0].param_groups] == [0.01, 0.0]
+    with pytest.raises(ValueError, match="lr_scale names parts the model lacks"):
+        _task(dm, lr_scale={"decoder": 2.0})
+
+
+def test_bce_dice_loss_adds_a_dice_term(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    dm = _data(synth_root, synth_config, tmp_path)
+    logits = torch.randn(2, 1, 8, 8)
+    mask = (torch.rand(2, 8, 8) > 0.7).long()
+    bce = _task(dm)._cd_loss(logits, mask)
+    both = _task(dm, cd_loss="bce_dice")._cd_loss(logits, mask)
+    assert 0 < (both - bce).item() < 1
+    with pytest.raises(ValueError, match="cd_loss must be"):
+        _task(dm, cd_loss="focal")

@@ -131,6 +131,8 @@ class SemanticCCDataModule(L.LightningDataModule):
         cd_crop_size: crop size of LEVIR-CD tiles (the model's input size).
         cd_samples_per_tile: random crops per LEVIR-CD tile and epoch in training.
         cd_flip: random horizontal/vertical flips of LEVIR-CD training crops.
+        cd_positive_fraction: share of LEVIR-CD training crops placed around a changed pixel (default 0:
+            all uniform; see :class:`~semcc.data.levir.LevirCDDataset`).
         cd_cache_images: keep decoded LEVIR-CD tiles in memory (each tile is read for many crops).
         cache_images: keep the decoded LEVIR-CC / LEVIR-MCI pairs (and labels) in memory after their first
             read (small data sets read for many epochs; per worker process).
@@ -144,6 +146,8 @@ class SemanticCCDataModule(L.LightningDataModule):
         strategy: the training strategy whose phases ``train_dataloader`` yields (``three_stage``,
             ``two_stage``, ``one_stage``; the configs link it to the task's).
         seed: seed of the per-epoch shuffling of the training phases (the same on every rank).
+        train_repeats: passes over each training source per epoch (default 1), e.g. ``{"cc": 4}`` makes
+            phase ii of ``three_stage`` read D_cc four times per epoch (:class:`PhaseBatchSampler`).
     """
 
     def __init__(
@@ -162,6 +166,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         cd_crop_size: int = 256,
         cd_samples_per_tile: int = 4,
         cd_flip: bool = True,
+        cd_positive_fraction: float = 0.0,
         cd_cache_images: bool = False,
         cache_images: bool = False,
         joint_mask_mode: Literal["building", "change", "classes"] = "building",
@@ -173,8 +178,11 @@ class SemanticCCDataModule(L.LightningDataModule):
         tokenizer_dir: str | None = None,
         strategy: str = "three_stage",
         seed: int = 0,
+        train_repeats: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
+        if train_repeats and (unknown := [s for s in train_repeats if s not in SOURCES]):
+            raise ValueError(f"train_repeats has unknown sources {unknown}; choose from {list(SOURCES)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.synth_root = Path(synth_root).expanduser() if synth_root else None
@@ -208,6 +216,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.cd_crop_size = cd_crop_size
         self.cd_samples_per_tile = cd_samples_per_tile
         self.cd_flip = cd_flip
+        self.cd_positive_fraction = cd_positive_fraction
         self.cd_cache_images = cd_cache_images
         self.cache_images = cache_images
         self.joint_mask_mode = joint_mask_mode
@@ -216,6 +225,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.tokenizer_dir = Path(tokenizer_dir).expanduser() if tokenizer_dir else None
         self.strategy = strategy
         self.seed = seed
+        self.train_repeats = dict(train_repeats or {})
         self._resume: tuple[int, int] | None = None
         self._changed_caption: str | None = None
         self._datasets: dict[tuple[str, str], Dataset] = {}
@@ -316,6 +326,7 @@ class SemanticCCDataModule(L.LightningDataModule):
                     mode="random" if train else "grid",
                     samples_per_tile=self.cd_samples_per_tile if train else 1,
                     flip=self.cd_flip and train,
+                    positive_fraction=self.cd_positive_fraction if train else 0.0,
                     cache_images=self.cd_cache_images,
                     **norm,
                 )
@@ -373,7 +384,12 @@ class SemanticCCDataModule(L.LightningDataModule):
         phases = phases_for(self.strategy, self.sources)
         datasets = {s: self.dataset(s, "train") for p in phases for s in p.sources}
         sampler = PhaseBatchSampler(
-            {s: len(d) for s, d in datasets.items()}, phases, self.batch_size, shuffle=True, seed=self.seed
+            {s: len(d) for s, d in datasets.items()},
+            phases,
+            self.batch_size,
+            shuffle=True,
+            seed=self.seed,
+            repeats=self.train_repeats,
         )
         if trainer is not None:
             sampler.set_epoch(trainer.current_epoch)

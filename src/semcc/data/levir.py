@@ -361,6 +361,9 @@ class LevirCDDataset(Dataset[ChangeSample]):
     global generator, so ``seed_everything(workers=True)`` makes it reproducible.
     Mask: 1 where the label is non-zero (255 = change), else 0. ``cache_images`` keeps decoded tiles in
     memory (about 9 MB per 1024 px tile), worth it when many crops are drawn from few tiles.
+    ``positive_fraction`` (random mode): the share of crops placed around a changed pixel drawn uniformly
+    from the tile's changed pixels (the rest are uniform; a tile without change always gets a uniform
+    crop), which raises the share of change pixels seen in training where change is sparse.
     """
 
     has_mask = True
@@ -378,9 +381,13 @@ class LevirCDDataset(Dataset[ChangeSample]):
         mean: Sequence[float] = LEVIR_CC_MEAN,
         std: Sequence[float] = LEVIR_CC_STD,
         cache_images: bool = False,
+        positive_fraction: float = 0.0,
     ) -> None:
         if mode not in ("random", "grid"):
             raise ValueError(f"mode must be 'random' or 'grid', got {mode!r}")
+        if not 0.0 <= positive_fraction <= 1.0:
+            raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
+        self.positive_fraction = positive_fraction
         self.root = Path(root)
         if not self.root.is_dir():
             raise LevirDataError(f"{self.root}: LEVIR-CD root folder is missing")
@@ -402,6 +409,7 @@ class LevirCDDataset(Dataset[ChangeSample]):
         self.normalize = _Normalizer(mean, std)
         self.cache_images = cache_images
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._positives: dict[str, np.ndarray] = {}
         self._grid: list[tuple[int, int, int, int, int]] = []
         if mode == "grid":
             # Tile size from the first tile's header (cheap); every tile must share it.
@@ -433,6 +441,16 @@ class LevirCDDataset(Dataset[ChangeSample]):
             self._cache[name] = (a, b, label)
         return a, b, label
 
+    def _changed_pixels(self, name: str, label: np.ndarray) -> np.ndarray:
+        """``[K, 2]`` (row, col) of the tile's changed pixels (kept per tile with ``cache_images``)."""
+        key = name + ":changed"
+        if key in self._positives:
+            return self._positives[key]
+        changed = np.argwhere(label > 0)
+        if self.cache_images:
+            self._positives[key] = changed
+        return changed
+
     def __getitem__(self, index: int) -> ChangeSample:
         if self.mode == "grid":
             tile, row, col, top, left = self._grid[index]
@@ -453,6 +471,13 @@ class LevirCDDataset(Dataset[ChangeSample]):
             crop = min(self.crop_size or max(h, w), h, w)
             top = int(torch.randint(0, h - crop + 1, ()).item())
             left = int(torch.randint(0, w - crop + 1, ()).item())
+            if self.positive_fraction > 0 and torch.rand(()) < self.positive_fraction:
+                changed = self._changed_pixels(name, label)
+                if len(changed):
+                    # A crop that holds a random changed pixel, at a random place inside the crop.
+                    y, x = changed[int(torch.randint(0, len(changed), ()).item())]
+                    top = int(np.clip(y - torch.randint(0, crop, ()).item(), 0, h - crop))
+                    left = int(np.clip(x - torch.randint(0, crop, ()).item(), 0, w - crop))
             sample_name = name
         crop_h = min(crop, a.shape[0])
         crop_w = min(crop, a.shape[1])

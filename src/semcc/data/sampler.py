@@ -78,6 +78,8 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
         batch_size: samples per batch (the last batch of a phase may be smaller, equally on all ranks).
         shuffle: reshuffle every epoch (``set_epoch``) from ``seed``.
         rank, world_size: this process's share; ``None`` reads ``torch.distributed`` when iterating.
+        repeats: passes over a source per epoch (default 1 each), e.g. ``{"cc": 4}``: a phase that reads
+            that source yields its samples that many times, each pass in a fresh shuffled order.
     """
 
     def __init__(
@@ -90,8 +92,12 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        repeats: dict[str, int] | None = None,
     ) -> None:
         self.lengths, self.phases, self.batch_size = dict(lengths), list(phases), batch_size
+        self.repeats = {s: int((repeats or {}).get(s, 1)) for s in self.lengths}
+        if bad := {s: r for s, r in self.repeats.items() if r < 1}:
+            raise ValueError(f"repeats must be at least 1, got {bad}")
         self.shuffle, self.seed = shuffle, seed
         self._rank, self._world = rank, world_size
         self.epoch = 0
@@ -117,13 +123,18 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
     def _source_batches(self, source: str, phase_index: int) -> list[list[int]]:
         rank, world = self._dist()
         n = self.lengths[source]
-        if self.shuffle:
-            # Same seed on every rank (no str hashing: it differs between processes).
-            key = ((self.seed * 1_000_003 + self.epoch) * 101 + phase_index) * 7 + ("cd", "cc", "joint").index(source)
-            g = torch.Generator().manual_seed(key % (2**62))
-            order = torch.randperm(n, generator=g).tolist()
-        else:
-            order = list(range(n))
+        order: list[int] = []
+        for r in range(self.repeats[source]):
+            if self.shuffle:
+                # Same seed on every rank (no str hashing: it differs between processes).
+                source_index = ("cd", "cc", "joint").index(source)
+                key = ((self.seed * 1_000_003 + self.epoch) * 101 + phase_index) * 7 + source_index
+                key = key * 1009 + r if r else key  # the first pass keeps the order it had without repeats
+                g = torch.Generator().manual_seed(key % (2**62))
+                order += torch.randperm(n, generator=g).tolist()
+            else:
+                order += list(range(n))
+        n = len(order)
         per_rank = math.ceil(n / world)
         order += order[: per_rank * world - n]  # pad so every rank gets the same count
         mine = order[rank::world]
@@ -132,7 +143,7 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
     def phase_batches(self) -> list[tuple[str, int]]:
         """``(phase name, number of batches)`` for this rank, in order."""
         _, world = self._dist()
-        per_rank = {s: math.ceil(self.lengths[s] / world) for p in self.phases for s in p.sources}
+        per_rank = {s: math.ceil(self.lengths[s] * self.repeats[s] / world) for p in self.phases for s in p.sources}
         return [(p.name, sum(math.ceil(per_rank[s] / self.batch_size) for s in p.sources)) for p in self.phases]
 
     def __iter__(self) -> Iterator[list[tuple[str, int, str]]]:

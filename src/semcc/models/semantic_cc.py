@@ -21,7 +21,7 @@ from torch import nn
 
 from semcc.models.cc_head import ChangeCaptionHead
 from semcc.models.cd_head import ChangeDetectionHead
-from semcc.models.encoder import BiTemporalSAMEncoder
+from semcc.models.encoder import BiTemporalFeatures, BiTemporalSAMEncoder
 from semcc.models.neck import MultiTaskNeck
 
 __all__ = ["TASKS", "SemanticCC", "SemanticCCOutput"]
@@ -65,14 +65,26 @@ class SemanticCC(nn.Module):
         """The tasks this model has a head for."""
         return tuple(t for t, h in (("cd", self.cd_head), ("cc", self.cc_head)) if h is not None)
 
-    def features(self, image_a: torch.Tensor, image_b: torch.Tensor, *, encoder_grad: bool = True) -> tuple[Pair, Pair]:
+    def features(
+        self,
+        image_a: torch.Tensor,
+        image_b: torch.Tensor,
+        *,
+        encoder_grad: bool = True,
+        encoded: BiTemporalFeatures | None = None,
+    ) -> tuple[Pair, Pair]:
         """Encoder + neck: ``((F_cd^1, F_cd^2), (F_cc^1, F_cc^2))``, each ``[B, C, H/16, W/16]``.
 
         ``encoder_grad=False`` runs the encoder without autograd (a phase that keeps it frozen, Sec. III-F:
-        no activations are kept for it and none of its parameters can get a gradient).
+        no activations are kept for it and none of its parameters can get a gradient). ``encoded``: the
+        encoder's output for these images, computed before (e.g. cached while the encoder is frozen); the
+        encoder is then skipped.
         """
-        with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
-            f = self.encoder(image_a, image_b)
+        if encoded is not None:
+            f = encoded
+        else:
+            with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
+                f = self.encoder(image_a, image_b)
         cd, cc = (f.cd_1, f.cd_2), (f.cc_1, f.cc_2)
         if self.neck is not None:
             cd, cc = self.neck(cd, cc)
@@ -94,18 +106,19 @@ class SemanticCC(nn.Module):
         instructions: Sequence[str] | None = None,
         tasks: Sequence[str] = TASKS,
         encoder_grad: bool = True,
+        encoded: BiTemporalFeatures | None = None,
     ) -> SemanticCCOutput:
         """Mask logits and/or the teacher-forced caption loss for a batch of any size.
 
         ``captions`` (one per pair) are required when ``"cc"`` is in ``tasks``; ``instructions`` (one per
         pair, default the first paper prompt) fill the prompt template. ``encoder_grad=False`` keeps the
-        image encoder out of autograd (see :meth:`features`).
+        image encoder out of autograd and ``encoded`` skips it (see :meth:`features`).
         """
         tasks = tuple(tasks)
         self._check_tasks(tasks)
         if "cc" in tasks and captions is None:
             raise ValueError("tasks include 'cc' but no captions were given")
-        cd, cc = self.features(image_a, image_b, encoder_grad=encoder_grad)
+        cd, cc = self.features(image_a, image_b, encoder_grad=encoder_grad, encoded=encoded)
         out = SemanticCCOutput()
         if "cd" in tasks:
             assert self.cd_head is not None

@@ -20,6 +20,11 @@ of them is stored and checked on load. The schedule position (epoch, batches don
 run continues at the same phase and step. The run's configuration (set by the CLI as ``run_config``) and the
 caption tokenizer's files are stored too, so :func:`semcc.tasks.loading.load_task` rebuilds the model from
 the checkpoint file alone.
+
+Options for small budgets (all off by default): ``lr_scale`` gives each part its own learning rate (a
+factor on ``lr``); ``cache_frozen_features`` keeps the encoder's output (both tiers, both times) of every
+training pair seen while the encoder is frozen (phases ``cc`` and ``joint`` of the three-stage strategy)
+and reuses it until a phase trains the encoder again; ``cd_loss="bce_dice"`` adds a soft Dice term to L_cd.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from semcc.metrics.captioning import (
 )
 from semcc.metrics.detection import detection_metrics, flatten_detection_scores
 from semcc.metrics.report import write_report
+from semcc.models.encoder import BiTemporalFeatures
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES
 
@@ -85,6 +91,13 @@ class SemanticCCTask(L.LightningModule):
         compile_parts: parts of the model (``encoder``, ``neck``, ``cd_head``, ``cc_head``) to wrap with
             ``torch.compile`` in :meth:`configure_model` (in place, ``nn.Module.compile``: state-dict keys and
             checkpoints do not change).
+        lr_scale: per-part factors on ``lr`` (keys ``encoder``, ``neck``, ``cd_head``, ``cc_head``; default 1).
+        cache_frozen_features: reuse the encoder output of a training pair while the encoder stays frozen
+            (the pair is recognised by its name and its pixels; memory: both tiers of every pair, kept on
+            the device that computed them). The encoder's LoRA dropout is then drawn once per pair and
+            phase run instead of once per step.
+        cd_loss: ``"bce"`` (per-pixel (binary) cross-entropy) or ``"bce_dice"`` (plus a soft Dice loss of
+            the change class(es), computed over the batch).
     """
 
     #: Options of one run (evaluation protocol, reports, compilation), not stored as hyper-parameters.
@@ -110,10 +123,18 @@ class SemanticCCTask(L.LightningModule):
         meteor: bool = True,
         write_report: bool = True,
         compile_parts: Sequence[str] = (),
+        lr_scale: dict[str, float] | None = None,
+        cache_frozen_features: bool = False,
+        cd_loss: str = "bce",
     ) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
+        if cd_loss not in ("bce", "bce_dice"):
+            raise ValueError(f"cd_loss must be 'bce' or 'bce_dice', got {cd_loss!r}")
+        parts = {n for n, _ in model.named_children()}
+        if lr_scale and (unknown := sorted(set(lr_scale) - parts)):
+            raise ValueError(f"lr_scale names parts the model lacks: {unknown}; parts: {sorted(parts)}")
         # Evaluation-time and machine-specific options stay out of the checkpoint's hyper-parameters, so that
         # `semcc test --ckpt_path ... --model.meteor false` (say) is not overridden by the training run's values.
         self.save_hyperparameters(ignore=["model", *self.RUN_OPTIONS])
@@ -135,6 +156,7 @@ class SemanticCCTask(L.LightningModule):
         self.run_config: str | None = None
         self._cd_classes = self.model.cd_head.num_classes if self.model.cd_head is not None else 1
         cd_metrics = detection_metrics(self._cd_classes)
+        self._feature_cache: dict[tuple, tuple[torch.Tensor, ...]] = {}
         self.val_cd = cd_metrics.clone(prefix="val/cd_")
         self.test_cd = cd_metrics.clone(prefix="test/cd_")
         cc = {"meteor": meteor, "protocol": caption_protocol, "tokenization": caption_tokenization}
@@ -159,6 +181,8 @@ class SemanticCCTask(L.LightningModule):
         if phase == self._phase:
             return
         parts = set(PHASE_PARTS[phase])
+        if "encoder" in parts:
+            self._feature_cache.clear()  # the encoder changes: cached outputs go stale
         for name, param in self.model.named_parameters():
             param.requires_grad_(name in self._trainable and self._part_of[name] in parts)
         self._phase = phase
@@ -169,9 +193,34 @@ class SemanticCCTask(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ losses
     def _cd_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
         if logits.shape[1] == 1:
-            return F.binary_cross_entropy_with_logits(logits[:, 0].float(), mask.float())
-        return F.cross_entropy(logits.float(), mask.long())
+            loss = F.binary_cross_entropy_with_logits(logits[:, 0], mask.float())
+            probs, target = torch.sigmoid(logits), mask.float().unsqueeze(1)
+        else:
+            loss = F.cross_entropy(logits, mask.long())
+            probs = logits.softmax(1)[:, 1:]
+            target = F.one_hot(mask.long(), logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
+        if self.hparams.get("cd_loss", "bce") == "bce_dice":
+            dims = (0, 2, 3)
+            dice = (2 * (probs * target).sum(dims) + 1) / (probs.sum(dims) + target.sum(dims) + 1)
+            loss = loss + (1 - dice).mean()
+        return loss
+
+    def _encoded(self, batch: dict) -> BiTemporalFeatures:
+        """The encoder's output for ``batch`` from the frozen-encoder cache; missing pairs are encoded
+        (without autograd) and added."""
+        image_a, image_b = batch["image_a"], batch["image_b"]
+        sums = torch.stack([image_a.flatten(1).sum(1), image_b.flatten(1).sum(1)], 1).double().tolist()
+        keys = [(name, *s) for name, s in zip(batch["name"], sums, strict=True)]
+        missing = [i for i, k in enumerate(keys) if k not in self._feature_cache]
+        if missing:
+            with torch.no_grad():
+                f = self.model.encoder(image_a[missing], image_b[missing])
+            for j, i in enumerate(missing):
+                self._feature_cache[keys[i]] = (f.cd_1[j], f.cd_2[j], f.cc_1[j], f.cc_2[j])
+        tiers = [torch.stack(t) for t in zip(*(self._feature_cache[k] for k in keys), strict=True)]
+        return BiTemporalFeatures(*tiers)
 
     def _draw_captions(self, batch: dict) -> tuple[list[str], list[str]]:
         captions = [self._rng.choice(refs) for refs in batch["captions"]]
@@ -187,6 +236,9 @@ class SemanticCCTask(L.LightningModule):
         if "cc" in wanted:
             captions, instructions = self._draw_captions(batch)
         encoder_trains = "encoder" in PHASE_PARTS[phase]
+        encoded = None
+        if self.hparams.get("cache_frozen_features") and not encoder_trains:
+            encoded = self._encoded(batch)
         out = self.model(
             batch["image_a"],
             batch["image_b"],
@@ -194,6 +246,7 @@ class SemanticCCTask(L.LightningModule):
             instructions=instructions,
             tasks=tuple(wanted),
             encoder_grad=encoder_trains,
+            encoded=encoded,
         )
         losses: dict[str, torch.Tensor] = {}
         if "cd" in wanted:
@@ -347,12 +400,19 @@ class SemanticCCTask(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for n, p in self.model.named_parameters() if n in self._trainable]
-        decay = [p for p in params if p.ndim >= 2]
-        no_decay = [p for p in params if p.ndim < 2]
+        # One group per (lr factor, decay or not); without lr_scale: [decay, no decay], as before.
+        scale = self.hparams.get("lr_scale") or {}
+        groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
+        for n, p in self.model.named_parameters():
+            if n in self._trainable:
+                groups.setdefault((float(scale.get(self._part_of[n], 1.0)), p.ndim < 2), []).append(p)
+        lr, wd = self.hparams.lr, self.hparams.weight_decay
         optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
+            [
+                {"params": ps, "lr": lr * f, "weight_decay": 0.0 if no_decay else wd}
+                for (f, no_decay), ps in sorted(groups.items())
+            ],
+            lr=lr,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warm = self.hparams.warmup_steps
@@ -404,6 +464,7 @@ class SemanticCCTask(L.LightningModule):
             raise KeyError(f"checkpoint lacks trainable weights: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
         if unexpected := sorted(set(state) - set(self.state_dict())):
             raise KeyError(f"checkpoint has weights this model does not: {unexpected[:8]}")
+        self._feature_cache.clear()
         meta = checkpoint.get("semcc", {})
         if meta.get("frozen_fingerprint") and meta["frozen_fingerprint"] != self.frozen_fingerprint():
             raise ValueError(
