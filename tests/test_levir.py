@@ -269,3 +269,12 @@ def test_cd_positive_fraction_crops_around_change(synth_root: Path) -> None:
     assert sum(with_change) > sum(bool(plain[i]["mask"].any()) for i in range(len(plain)))
     with pytest.raises(ValueError, match="positive_fraction must be in"):
         LevirCDDataset(synth_root / "LEVIR-CD", "train", positive_fraction=1.5)
+
+
+def test_captions_reader_reads_gzipped_json(real_levir_dir: Path, real_levir_cc: Path, tmp_path: Path) -> None:
+    packed = load_levir_cc_captions(real_levir_dir / "LevirCCcaptions.json.gz")
+    assert packed == load_levir_cc_captions(real_levir_cc / "LevirCCcaptions.json") and len(packed) == 10077
+    bad = tmp_path / "LevirCCcaptions.json.gz"
+    bad.write_bytes(b"not gzip")
+    with pytest.raises(LevirDataError, match=r"LevirCCcaptions\.json\.gz: cannot read the captions file"):
+        load_levir_cc_captions(bad)

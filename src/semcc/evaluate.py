@@ -21,8 +21,8 @@ from semcc.metrics.captioning import (
     PROTOCOLS,
     TOKENIZATIONS,
     build_id_vocabulary,
-    floor_predictions,
     meteor_unavailable_reason,
+    score_floors,
     score_split,
 )
 from semcc.metrics.report import caption_table, write_report
@@ -86,8 +86,7 @@ def evaluate_captions(
     kw = {"meteor": meteor, "protocol": protocol, "tokenization": tokenization, "vocabulary": vocabulary}
     results = {"model": score_split(predictions, refs, **kw)}
     if any(not all(is_no_change(x) for x in r) for r in train):  # the floors need a changed training pair
-        for name, preds in floor_predictions(refs, most_frequent_changed_caption(train)).items():
-            results[name] = score_split(preds, refs, **kw)
+        results.update(score_floors(refs, most_frequent_changed_caption(train), **kw))
     return results
 
 

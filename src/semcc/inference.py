@@ -44,9 +44,11 @@ import torch.nn.functional as F
 import yaml
 from PIL import Image
 
-from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, LevirDataError, read_rgb
+from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, LevirDataError, Normalizer, pil_to_rgb, read_rgb
 from semcc.data.text import INSTRUCTIONS
+from semcc.models.cd_head import class_mask
 from semcc.models.semantic_cc import SemanticCC
+from semcc.tasks.writer import mask_to_png
 
 __all__ = [
     "ImageInput",
@@ -65,9 +67,6 @@ __all__ = [
 
 #: What ``Predictor.predict`` accepts for one image.
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
-
-_PIL_TO_RGB = ("RGBA", "LA", "P", "PA", "L", "I;16", "I", "F", "1", "CMYK", "YCbCr")
-
 
 class InputImageError(ValueError):
     """An input image is missing, unreadable, of an unsupported kind, or A and B differ in size.
@@ -100,14 +99,6 @@ class PairPrediction:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def _pil_to_rgb(im: Image.Image, label: str) -> np.ndarray:
-    if im.mode in _PIL_TO_RGB:
-        im = im.convert("RGB")
-    if im.mode != "RGB":
-        raise InputImageError(f"{label}: unsupported image mode {im.mode!r}")
-    return np.array(im, dtype=np.uint8)
-
-
 def _array_to_rgb(array: np.ndarray, label: str, channels_first: bool) -> np.ndarray:
     if channels_first and array.ndim == 3:
         array = np.moveaxis(array, 0, -1)
@@ -143,13 +134,13 @@ def to_rgb(image: ImageInput, label: str = "image") -> np.ndarray:
 
     ``label`` names an in-memory image in error messages; a path names itself.
     """
-    if isinstance(image, (str, os.PathLike)):
-        try:
+    try:
+        if isinstance(image, (str, os.PathLike)):
             return read_rgb(Path(image).expanduser())
-        except LevirDataError as err:
-            raise InputImageError(str(err)) from None
-    if isinstance(image, Image.Image):
-        return _pil_to_rgb(image, label)
+        if isinstance(image, Image.Image):
+            return pil_to_rgb(image, label)
+    except LevirDataError as err:
+        raise InputImageError(str(err)) from None
     if isinstance(image, torch.Tensor):
         return _array_to_rgb(image.detach().cpu().numpy(), label, channels_first=True)
     if isinstance(image, np.ndarray):
@@ -326,8 +317,7 @@ class Predictor:
         run_mean, run_std = _run_config_stats(task_or_model)
         mean = mean if mean is not None else (run_mean if run_mean is not None else LEVIR_CC_MEAN)
         std = std if std is not None else (run_std if run_std is not None else LEVIR_CC_STD)
-        if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-            raise ValueError(f"mean and std need three values (RGB, std > 0), got {list(mean)} and {list(std)}")
+        self._normalize = Normalizer(mean, std)  # checks three values and std > 0
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.batch_size = int(batch_size)
@@ -336,8 +326,6 @@ class Predictor:
         self.weight = weight
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
         self.ensemble = bool(hparams.get("ensemble", False)) if ensemble is None else bool(ensemble)
-        self._mean = torch.tensor(self.mean).view(3, 1, 1)
-        self._std = torch.tensor(self.std).view(3, 1, 1)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
@@ -356,10 +344,6 @@ class Predictor:
         """Mask classes: 2 for a binary change logit, else the CD head's class count (0 without a CD head)."""
         head = self.model.cd_head
         return 0 if head is None else max(2, int(head.num_classes))
-
-    def _normalize(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
-        return (x - self._mean) / self._std
 
     def _resized(self, x: torch.Tensor) -> torch.Tensor:
         s = self.input_size
@@ -424,13 +408,9 @@ class Predictor:
         if logit is None:
             return result
         logit = logit.float().cpu()
-        if logit.shape[0] == 1:
-            result.mask = (logit[0] > 0).numpy().astype(np.uint8)
-            prob = torch.sigmoid(logit[0]) if probability else None
-        else:
-            result.mask = logit.argmax(0).numpy().astype(np.uint8)
-            prob = 1 - torch.softmax(logit, 0)[0] if probability else None
-        if prob is not None:
+        result.mask = class_mask(logit).numpy().astype(np.uint8)
+        if probability:
+            prob = torch.sigmoid(logit[0]) if logit.shape[0] == 1 else 1 - torch.softmax(logit, 0)[0]
             result.probability = prob.numpy().astype(np.float32)
         if logits:
             result.logits = logit.numpy().astype(np.float32)
@@ -477,13 +457,6 @@ class Predictor:
 
 
 # ------------------------------------------------------------------------------------------------ files
-def mask_to_png(mask: np.ndarray, num_classes: int = 2) -> Image.Image:
-    """An 8-bit grey PNG of a class-index mask: 0 / 255 for binary, class x ``255 // (classes - 1)`` else
-    (the encoding of :class:`~semcc.tasks.writer.CaptionMaskWriter`)."""
-    scale = 255 // max(1, num_classes - 1)
-    return Image.fromarray((mask.astype(np.int64) * scale).clip(0, 255).astype(np.uint8), "L")
-
-
 def _caption_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="semcc caption",

@@ -14,10 +14,8 @@ Text uses PIL's default font. Images are anything :func:`semcc.inference.to_rgb`
 from __future__ import annotations
 
 import argparse
-import gzip
 import random
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from semcc.inference import ImageInput, to_rgb
+from semcc.tasks.writer import mask_to_png
 
 __all__ = ["MASK_COLORS", "FigureSample", "figure_main", "overlay_figure", "results_figure"]
 
@@ -179,7 +178,6 @@ def results_figure(
     line_h = _line_height(font)
     size = (panel_size, panel_size)
     width = 4 * panel_size + 5 * _GAP
-    scale = 255 // max(1, num_classes - 1)
     rows: list[tuple[list[Image.Image], list[str]]] = []
     for i, s in enumerate(samples):
         a = Image.fromarray(to_rgb(s.before, f"samples[{i}].before"))
@@ -190,8 +188,7 @@ def results_figure(
             else _blank(size, "no GT mask", font)
         )
         if s.pred_mask is not None:
-            pred_arr = (np.asarray(s.pred_mask).astype(np.int64) * scale).clip(0, 255).astype(np.uint8)
-            pred = _fit(Image.fromarray(pred_arr, "L"), size, mask=True).convert("RGB")
+            pred = _fit(mask_to_png(np.asarray(s.pred_mask), num_classes), size, mask=True).convert("RGB")
         else:
             pred = _blank(size, "no CD head", font)
         text: list[str] = []
@@ -242,16 +239,7 @@ def _split_entries(root: Path, split: str) -> list[dict]:
     from semcc.data.levir import LevirDataError, load_levir_cc_captions
 
     plain, packed = root / "LevirCCcaptions.json", root / "LevirCCcaptions.json.gz"
-    if plain.is_file() or not packed.is_file():
-        images = load_levir_cc_captions(plain)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            unpacked = Path(tmp) / plain.name
-            try:
-                unpacked.write_bytes(gzip.decompress(packed.read_bytes()))
-            except (OSError, EOFError) as err:
-                raise LevirDataError(f"{packed}: not a readable gzip file ({err})") from None
-            images = load_levir_cc_captions(unpacked)
+    images = load_levir_cc_captions(plain if plain.is_file() or not packed.is_file() else packed)
     entries = [e for e in images if e["split"] == split]
     if not entries:
         splits = sorted({str(e["split"]) for e in images})

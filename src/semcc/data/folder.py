@@ -22,8 +22,8 @@ from semcc.data.levir import (
     LEVIR_CC_STD,
     ChangeSample,
     LevirDataError,
+    Normalizer,
     _check_same_size,
-    _Normalizer,
     read_rgb,
 )
 
@@ -70,7 +70,7 @@ class PairFolderDataset(Dataset[ChangeSample]):
         self.names = sorted(names["A"])
         if not self.names:
             raise LevirDataError(f"{self.root / 'A'}: no images ({', '.join(IMAGE_SUFFIXES)})")
-        self.normalize = _Normalizer(mean, std)
+        self.normalize = Normalizer(mean, std)
 
     def __len__(self) -> int:
         return len(self.names)

@@ -27,6 +27,7 @@ torchgeo's change-detection datasets use.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections.abc import Sequence
@@ -82,16 +83,25 @@ class ChangeSample(TypedDict):
 
 
 # --------------------------------------------------------------------------------------------- images
+#: PIL modes converted to RGB (grey repeated, alpha dropped, palettes looked up); others are refused.
+_TO_RGB_MODES = ("RGBA", "LA", "P", "PA", "L", "I;16", "I", "F", "1", "CMYK", "YCbCr")
+
+
+def pil_to_rgb(im: Image.Image, source: str | Path) -> np.ndarray:
+    """A PIL image as ``uint8 [H, W, 3]`` by the rules of :func:`read_rgb`; ``source`` names it in errors."""
+    if im.mode in _TO_RGB_MODES:
+        im = im.convert("RGB")
+    if im.mode != "RGB":
+        raise LevirDataError(f"{source}: unsupported image mode {im.mode!r}")
+    return np.array(im, dtype=np.uint8)
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Read an image as ``uint8 [H, W, 3]``; grey is repeated, alpha dropped, palettes converted."""
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("RGBA", "LA", "P", "PA", "L", "I;16", "I", "F", "1", "CMYK", "YCbCr"):
-                im = im.convert("RGB")
-            if im.mode != "RGB":
-                raise LevirDataError(f"{path}: unsupported image mode {im.mode!r}")
-            return np.array(im, dtype=np.uint8)
+            return pil_to_rgb(im, path)
     except FileNotFoundError:
         raise LevirDataError(f"{path}: image file is missing") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
@@ -122,7 +132,9 @@ def _check_same_size(*pairs: tuple[Path, tuple[int, ...]]) -> None:
             )
 
 
-class _Normalizer:
+class Normalizer:
+    """RGB ``uint8 [H, W, 3]`` -> normalised ``float32 [3, H, W]`` with ``mean`` / ``std`` on the 0-1 scale."""
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         if len(mean) != 3 or len(std) != 3:
             raise ValueError(f"mean and std need three values (RGB), got {list(mean)} and {list(std)}")
@@ -143,7 +155,7 @@ def _check_split(split: str, root: Path, available: Sequence[str]) -> None:
 
 # ------------------------------------------------------------------------------------------- captions
 def load_levir_cc_captions(path: str | Path) -> list[dict]:
-    """Load and validate a ``LevirCCcaptions.json`` file; returns its ``images`` list.
+    """Load and validate a ``LevirCCcaptions.json`` file (or a gzipped ``.json.gz``); returns its ``images``.
 
     Raises :class:`LevirDataError` naming the file and, for a bad entry, its index and missing key.
     """
@@ -151,8 +163,10 @@ def load_levir_cc_captions(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise LevirDataError(f"{path}: captions file is missing")
     try:
-        with open(path, encoding="utf-8") as f:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as f:
             data = json.load(f)
+    except (OSError, EOFError) as err:
+        raise LevirDataError(f"{path}: cannot read the captions file ({err})") from None
     except json.JSONDecodeError as err:
         raise LevirDataError(
             f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}"
@@ -229,7 +243,7 @@ class LevirCCDataset(Dataset[ChangeSample]):
             found = {e["filename"] for e in self.entries}
             if missing := sorted(keep - found):
                 raise LevirDataError(f"{self.captions_path}: no {split} entries named {missing[:5]}")
-        self.normalize = _Normalizer(mean, std)
+        self.normalize = Normalizer(mean, std)
         for entry in self.entries:
             for path in self._paths(entry):
                 if not path.is_file():
@@ -406,7 +420,7 @@ class LevirCDDataset(Dataset[ChangeSample]):
             for sub in ("B", "label"):
                 if not (folder / sub / name).is_file():
                     raise LevirDataError(f"{folder / sub / name}: file is missing (tile {name} has an A)")
-        self.normalize = _Normalizer(mean, std)
+        self.normalize = Normalizer(mean, std)
         self.cache_images = cache_images
         self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._positives: dict[str, np.ndarray] = {}

@@ -45,6 +45,7 @@ __all__ = [
     "java_available",
     "meteor_unavailable_reason",
     "score_captions",
+    "score_floors",
     "score_split",
 ]
 
@@ -192,6 +193,14 @@ def floor_predictions(references: Mapping[str, Sequence[str]], changed_caption: 
     return {"constant": dict.fromkeys(references, NO_CHANGE_PREDICTION), "oracle_constant": oracle}
 
 
+def score_floors(
+    references: Mapping[str, Sequence[str]], changed_caption: str, **options: Any
+) -> dict[str, dict[str, float]]:
+    """:func:`score_split` of each of the two floors of :func:`floor_predictions` (``options``: its keywords)."""
+    return {name: score_split(preds, references, **options)
+            for name, preds in floor_predictions(references, changed_caption).items()}
+
+
 def score_split(
     predictions: Mapping[str, str],
     references: Mapping[str, Sequence[str]],
@@ -280,11 +289,14 @@ class CaptionMetrics(Metric):
             items.setdefault(name, (prediction, references))
         return dict(sorted(items.items()))
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The scoring keywords of :func:`score_split` this metric uses (for scoring floors the same way)."""
+        return {"meteor": self.meteor, "subsets": self.subsets, "protocol": self.protocol,
+                "tokenization": self.tokenization, "vocabulary": self.vocabulary}
+
     def compute(self) -> dict[str, float]:
         self.items = self._decode()
         predictions = {k: v[0] for k, v in self.items.items()}
         references = {k: v[1] for k, v in self.items.items()}
-        return score_split(
-            predictions, references, meteor=self.meteor, subsets=self.subsets, protocol=self.protocol,
-            tokenization=self.tokenization, vocabulary=self.vocabulary,
-        )
+        return score_split(predictions, references, **self.options)

@@ -25,7 +25,15 @@ from torch import nn
 
 from semcc.models._sam import LayerNorm2d
 
-__all__ = ["ChangeDetectionHead", "SimpleFPN"]
+__all__ = ["ChangeDetectionHead", "SimpleFPN", "class_mask"]
+
+
+def class_mask(logits: torch.Tensor) -> torch.Tensor:
+    """Class indices from mask logits ``[..., K, H, W]``: ``K = 1`` -> 1 where the change logit is positive,
+    else the argmax over the classes. Returns ``int64 [..., H, W]``."""
+    if logits.shape[-3] == 1:
+        return (logits.select(-3, 0) > 0).long()
+    return logits.argmax(-3)
 
 
 class SimpleFPN(nn.Module):

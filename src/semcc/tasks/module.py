@@ -46,12 +46,12 @@ from semcc.data.text import INSTRUCTIONS, is_no_change
 from semcc.metrics.captioning import (
     CaptionMetrics,
     build_id_vocabulary,
-    floor_predictions,
     meteor_unavailable_reason,
-    score_split,
+    score_floors,
 )
 from semcc.metrics.detection import detection_metrics, flatten_detection_scores
 from semcc.metrics.report import write_report
+from semcc.models.cd_head import class_mask
 from semcc.models.encoder import BiTemporalFeatures
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES
@@ -194,14 +194,17 @@ class SemanticCCTask(L.LightningModule):
     # ------------------------------------------------------------------------------------------ losses
     def _cd_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
-        if logits.shape[1] == 1:
+        binary = logits.shape[1] == 1
+        if binary:
             loss = F.binary_cross_entropy_with_logits(logits[:, 0], mask.float())
-            probs, target = torch.sigmoid(logits), mask.float().unsqueeze(1)
         else:
             loss = F.cross_entropy(logits, mask.long())
-            probs = logits.softmax(1)[:, 1:]
-            target = F.one_hot(mask.long(), logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
-        if self.hparams.get("cd_loss", "bce") == "bce_dice":
+        if self.hparams.cd_loss == "bce_dice":  # the soft Dice term of the change class(es)
+            if binary:
+                probs, target = torch.sigmoid(logits), mask.float().unsqueeze(1)
+            else:
+                probs = logits.softmax(1)[:, 1:]
+                target = F.one_hot(mask.long(), logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
             dims = (0, 2, 3)
             dice = (2 * (probs * target).sum(dims) + 1) / (probs.sum(dims) + target.sum(dims) + 1)
             loss = loss + (1 - dice).mean()
@@ -237,7 +240,7 @@ class SemanticCCTask(L.LightningModule):
             captions, instructions = self._draw_captions(batch)
         encoder_trains = "encoder" in PHASE_PARTS[phase]
         encoded = None
-        if self.hparams.get("cache_frozen_features") and not encoder_trains:
+        if self.hparams.cache_frozen_features and not encoder_trains:
             encoded = self._encoded(batch)
         out = self.model(
             batch["image_a"],
@@ -310,11 +313,10 @@ class SemanticCCTask(L.LightningModule):
             self.log(f"{stage}/loss_cd", self._cd_loss(mask_logits, batch["mask"]), batch_size=bs,
                      add_dataloader_idx=False)
             metrics = self.val_cd if stage == "val" else self.test_cd
-            if self._cd_classes > 2:
-                metrics.update(mask_logits.argmax(1), batch["mask"].long())
-            else:
-                pred = mask_logits[:, 0] > 0 if mask_logits.shape[1] == 1 else mask_logits.argmax(1) > 0
-                metrics.update(pred.long(), (batch["mask"] > 0).long())
+            pred, target = class_mask(mask_logits), batch["mask"].long()
+            if self._cd_classes <= 2:  # binary metrics: change vs no change
+                pred, target = (pred > 0).long(), (target > 0).long()
+            metrics.update(pred, target)
 
     def on_validation_epoch_start(self) -> None:
         self._samples_left = self.hparams.log_samples
@@ -349,11 +351,7 @@ class SemanticCCTask(L.LightningModule):
             results["captioning"] = {"model": scores}
             changed_caption = self._changed_caption()
             if changed_caption is not None and any(not all(is_no_change(r) for r in x) for x in refs.values()):
-                for floor, floor_preds in floor_predictions(refs, changed_caption).items():
-                    floor_scores = score_split(
-                        floor_preds, refs, meteor=scorer.meteor, protocol=scorer.protocol,
-                        tokenization=scorer.tokenization, vocabulary=scorer.vocabulary,
-                    )
+                for floor, floor_scores in score_floors(refs, changed_caption, **scorer.options).items():
                     floor_scores = {k: v for k, v in floor_scores.items() if "accuracy" not in k}
                     results["captioning"][floor] = floor_scores
                     self.log_dict({f"{stage}/floor_{floor}_{k}": v for k, v in floor_scores.items()}, sync_dist=False)
@@ -393,15 +391,13 @@ class SemanticCCTask(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         mask_logits, captions = self._predict(batch)
-        masks = None
-        if mask_logits is not None:
-            masks = (mask_logits[:, 0] > 0).long() if mask_logits.shape[1] == 1 else mask_logits.argmax(1)
+        masks = class_mask(mask_logits) if mask_logits is not None else None
         return {"name": batch["name"], "caption": captions, "mask": masks}
 
     # ---------------------------------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> dict[str, Any]:
         # One group per (lr factor, decay or not); without lr_scale: [decay, no decay], as before.
-        scale = self.hparams.get("lr_scale") or {}
+        scale = self.hparams.lr_scale or {}
         groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
         for n, p in self.model.named_parameters():
             if n in self._trainable:

@@ -17,14 +17,23 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 
-__all__ = ["CaptionMaskWriter"]
+__all__ = ["CaptionMaskWriter", "mask_to_png"]
+
+
+def mask_to_png(mask: np.ndarray | torch.Tensor, num_classes: int = 2) -> Image.Image:
+    """An 8-bit grey PNG image of a class-index mask: 0 / 255 for binary change, the class index times
+    ``255 // (classes - 1)`` for multi-class masks."""
+    if isinstance(mask, torch.Tensor):
+        mask = mask.cpu().numpy()
+    scale = 255 // max(1, num_classes - 1)
+    return Image.fromarray((mask.astype(np.int64) * scale).clip(0, 255).astype(np.uint8), "L")
 
 
 class CaptionMaskWriter(BasePredictionWriter):
     """Write ``output_dir/captions.json`` (name, prediction, references) and ``output_dir/masks/NAME.png``.
 
-    Masks are 8-bit PNGs: 0 / 255 for binary change, the class index times ``255 // (classes - 1)`` for
-    multi-class masks.
+    Masks are 8-bit PNGs (:func:`mask_to_png`): 0 / 255 for binary change, the class index times
+    ``255 // (classes - 1)`` for multi-class masks.
     """
 
     def __init__(self, output_dir: str = "predictions", write_masks: bool = True) -> None:
@@ -57,11 +66,9 @@ class CaptionMaskWriter(BasePredictionWriter):
             folder.mkdir(parents=True, exist_ok=True)
             head = getattr(getattr(pl_module, "model", None), "cd_head", None)
             classes = max(2, int(getattr(head, "num_classes", 1)))  # one binary logit = two classes
-            scale = 255 // (classes - 1)
             for name, mask in zip(names, masks, strict=True):
                 png = Path(str(name).replace(":", "_")).with_suffix(".png").name
-                array = mask.to(torch.int64).cpu().numpy() * scale
-                Image.fromarray(array.astype(np.uint8), "L").save(folder / png)
+                mask_to_png(mask, classes).save(folder / png)
 
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         items = self._items
