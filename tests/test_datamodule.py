@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from semcc.data.datamodule import SemanticCCDataModule, collate_change_samples
+from semcc.data.datamodule import TOKENIZER_STAMP, SemanticCCDataModule, collate_change_samples
 from semcc.data.levir import LevirCCDataset
-from semcc.data.text import load_tokenizer
+from semcc.data.text import load_tokenizer, tokenize_caption
 
 
 def _module(synth_root: Path, synth_config, **kw) -> SemanticCCDataModule:
@@ -89,6 +90,25 @@ def test_tokenizer_path_prepares_data_first(synth_config, tmp_path: Path) -> Non
     assert path is not None and os.path.isfile(os.path.join(path, "tokenizer.json"))
     assert (tmp_path / "d/synthlevir.json").is_file()
     assert SemanticCCDataModule(cc_root=str(tmp_path / "d/LEVIR-CC")).tokenizer_path is None
+
+
+def test_tokenizer_is_rebuilt_when_the_training_captions_change(synth_config, tmp_path: Path) -> None:
+    tok_dir = tmp_path / "tok"
+    dm = SemanticCCDataModule(synth_root=str(tmp_path / "d"), synth=synth_config, tokenizer_dir=str(tok_dir))
+    first = (Path(dm.tokenizer_path) / "tokenizer.json").read_bytes()
+    built = (tok_dir / "tokenizer.json").stat().st_mtime_ns
+    # The same captions (another rank, a later run): the tokenizer is reused as it is.
+    again = SemanticCCDataModule(synth_root=str(tmp_path / "d"), synth=synth_config, tokenizer_dir=str(tok_dir))
+    assert again.tokenizer_path == str(tok_dir)
+    assert (tok_dir / "tokenizer.json").stat().st_mtime_ns == built
+    # SynthLEVIR regenerated with other arguments: other captions, so the vocabulary is rebuilt from them.
+    other = dataclasses.replace(synth_config, seed=synth_config.seed + 1)
+    dm2 = SemanticCCDataModule(synth_root=str(tmp_path / "d"), synth=other, tokenizer_dir=str(tok_dir))
+    tok = load_tokenizer(dm2.tokenizer_path)
+    assert (tok_dir / "tokenizer.json").read_bytes() != first
+    assert (tok_dir / TOKENIZER_STAMP).read_text().strip() != ""
+    words = {w for c in dm2.training_captions() for w in tokenize_caption(c)}
+    assert words <= set(tok.get_vocab())
 
 
 def test_interrupted_generation_is_redone(synth_config, synth_root: Path, tmp_path: Path) -> None:

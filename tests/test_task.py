@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from semcc.data.datamodule import SemanticCCDataModule
+from semcc.data.text import NO_CHANGE_SENTENCES
 from semcc.models import build_semantic_cc
 from semcc.tasks.module import SemanticCCTask
 from semcc.tasks.schedule import PHASE_PARTS
@@ -244,3 +245,18 @@ def test_bce_dice_loss_adds_a_dice_term(synth_root: Path, synth_config, tmp_path
     assert 0 < (both - bce).item() < 1
     with pytest.raises(ValueError, match="cd_loss must be"):
         _task(dm, cd_loss="focal")
+
+
+def test_no_change_caption_fixes_the_target_of_unchanged_pairs(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    dm = _data(synth_root, synth_config, tmp_path)
+    unchanged = list(NO_CHANGE_SENTENCES)
+    changed = ["two houses are built on the bareland", "a house appears at the top"]
+    batch = {"captions": [unchanged, changed] * 20}
+    fixed = "the scene is the same as before"
+    captions, _ = _task(dm, no_change_caption=fixed)._draw_captions(batch)
+    assert captions[0::2] == [fixed] * 20
+    assert set(captions[1::2]) == set(changed)  # changed pairs still draw among their references
+    drawn, _ = _task(dm)._draw_captions(batch)  # default: any of the five
+    assert len(set(drawn[0::2])) > 1 and set(drawn[0::2]) <= set(unchanged)
+    with pytest.raises(ValueError, match="no_change_caption must be one of the no-change sentences"):
+        _task(dm, no_change_caption="nothing happened")

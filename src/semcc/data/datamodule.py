@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -47,7 +48,10 @@ from semcc.data.sampler import MultiSourceDataset, PhaseBatchSampler, phases_for
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir, is_generated
 from semcc.data.text import build_word_tokenizer, most_frequent_changed_caption
 
-__all__ = ["SOURCES", "ChangeBatch", "SemanticCCDataModule", "collate_change_samples"]
+__all__ = ["SOURCES", "TOKENIZER_STAMP", "ChangeBatch", "SemanticCCDataModule", "collate_change_samples"]
+
+#: File in ``tokenizer_dir``: the SHA-256 of the training captions the tokenizer was built from.
+TOKENIZER_STAMP = "semcc_captions.sha256"
 
 Source = Literal["cd", "cc", "joint"]
 SOURCES: tuple[str, ...] = ("cd", "cc", "joint")
@@ -142,7 +146,8 @@ class SemanticCCDataModule(L.LightningDataModule):
         predict_root: a plain folder of pairs (``A/NAME``, ``B/NAME``, no captions) that
             ``predict_dataloader`` serves instead, resized to ``cd_crop_size`` (the model's input size).
         mean, std: RGB normalisation on the 0-1 scale (default: LEVIR-CC statistics).
-        tokenizer_dir: where to build (once) the word-level tokenizer from the training captions.
+        tokenizer_dir: where semcc builds the word-level tokenizer from the training captions (once; again
+            when the training captions change, e.g. SynthLEVIR regenerated with other arguments).
         strategy: the training strategy whose phases ``train_dataloader`` yields (``three_stage``,
             ``two_stage``, ``one_stage``; the configs link it to the task's).
         seed: seed of the per-epoch shuffling of the training phases (the same on every rank).
@@ -223,6 +228,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.predict_split = predict_split
         self.mean, self.std = tuple(mean), tuple(std)
         self.tokenizer_dir = Path(tokenizer_dir).expanduser() if tokenizer_dir else None
+        self._tokenizer_checked = False
         self.strategy = strategy
         self.seed = seed
         self.train_repeats = dict(train_repeats or {})
@@ -251,18 +257,25 @@ class SemanticCCDataModule(L.LightningDataModule):
 
     @property
     def tokenizer_path(self) -> str | None:
-        """The word-level tokenizer directory, built from the training captions on first use.
+        """The word-level tokenizer directory, built from the training captions on first use and rebuilt when
+        they change (``tokenizer_dir/semcc_captions.sha256`` records what it was built from).
 
         ``None`` when no ``tokenizer_dir`` is configured (the LLM's own tokenizer is used). Reading this
         property prepares the data first (so a config can link it to the model at instantiation).
         """
         if self.tokenizer_dir is None:
             return None
-        if not (self.tokenizer_dir / "tokenizer.json").is_file():
+        if not self._tokenizer_checked:
             self.ensure_data()
+            captions = self.training_captions()
+            digest = hashlib.sha256("\n".join(captions).encode()).hexdigest()
+            stamp = self.tokenizer_dir / TOKENIZER_STAMP
             with _file_lock(self.tokenizer_dir.with_name(self.tokenizer_dir.name + ".lock")):
-                if not (self.tokenizer_dir / "tokenizer.json").is_file():
-                    build_word_tokenizer(self.training_captions(), self.tokenizer_dir)
+                built = (self.tokenizer_dir / "tokenizer.json").is_file() and stamp.is_file()
+                if not built or stamp.read_text().strip() != digest:
+                    build_word_tokenizer(captions, self.tokenizer_dir)
+                    stamp.write_text(digest + "\n")
+            self._tokenizer_checked = True
         return str(self.tokenizer_dir)
 
     def training_references(self) -> list[list[str]]:

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 
-from semcc.data.text import INSTRUCTIONS, is_no_change
+from semcc.data.text import INSTRUCTIONS, NO_CHANGE_SENTENCES, is_no_change
 from semcc.metrics.captioning import (
     CaptionMetrics,
     build_id_vocabulary,
@@ -98,6 +98,14 @@ class SemanticCCTask(L.LightningModule):
             phase run instead of once per step.
         cd_loss: ``"bce"`` (per-pixel (binary) cross-entropy) or ``"bce_dice"`` (plus a soft Dice loss of
             the change class(es), computed over the batch).
+        no_change_caption: the caption-loss target of a pair whose references are all no-change sentences
+            (LEVIR-CC gives every unchanged pair the same five, :data:`~semcc.data.text.NO_CHANGE_SENTENCES`).
+            ``None`` (paper): a reference drawn at random, like any pair, so the model says one of the five,
+            whichever greedy decoding happens to favour. A sentence (one of the five): always that one. The
+            five are equal for meaning and for CIDEr, but not for corpus BLEU, which counts n-grams: a
+            longer exact match adds more matched 4-grams (on the tiny run's test captions, the same
+            predictions score BLEU-4 0.34, 0.41 or 0.51 depending only on which no-change sentence they use).
+            The oracle-constant floor says ``"the scene is the same as before"``, the longest.
     """
 
     #: Options of one run (evaluation protocol, reports, compilation), not stored as hyper-parameters.
@@ -126,12 +134,18 @@ class SemanticCCTask(L.LightningModule):
         lr_scale: dict[str, float] | None = None,
         cache_frozen_features: bool = False,
         cd_loss: str = "bce",
+        no_change_caption: str | None = None,
     ) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
         if cd_loss not in ("bce", "bce_dice"):
             raise ValueError(f"cd_loss must be 'bce' or 'bce_dice', got {cd_loss!r}")
+        if no_change_caption is not None and not is_no_change(no_change_caption):
+            raise ValueError(
+                f"no_change_caption must be one of the no-change sentences {list(NO_CHANGE_SENTENCES)}, "
+                f"got {no_change_caption!r}"
+            )
         parts = {n for n, _ in model.named_children()}
         if lr_scale and (unknown := sorted(set(lr_scale) - parts)):
             raise ValueError(f"lr_scale names parts the model lacks: {unknown}; parts: {sorted(parts)}")
@@ -226,7 +240,11 @@ class SemanticCCTask(L.LightningModule):
         return BiTemporalFeatures(*tiers)
 
     def _draw_captions(self, batch: dict) -> tuple[list[str], list[str]]:
-        captions = [self._rng.choice(refs) for refs in batch["captions"]]
+        fixed = self.hparams.no_change_caption
+        captions = [
+            fixed if fixed is not None and all(map(is_no_change, refs)) else self._rng.choice(refs)
+            for refs in batch["captions"]
+        ]
         instructions = [self._rng.choice(self.instructions) for _ in captions]
         return captions, instructions
 
