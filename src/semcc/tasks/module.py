@@ -103,7 +103,7 @@ class SemanticCCTask(L.LightningModule):
             ``None`` (paper): a reference drawn at random, like any pair, so the model says one of the five,
             whichever greedy decoding happens to favour. A sentence (one of the five): always that one. The
             five are equal for meaning and for CIDEr, but not for corpus BLEU, which counts n-grams: a
-            longer exact match adds more matched 4-grams (on the tiny run's test captions, the same
+            longer exact match adds more matched 4-grams (on an earlier tiny checkpoint's test captions, the same
             predictions score BLEU-4 0.34, 0.41 or 0.51 depending only on which no-change sentence they use).
             The oracle-constant floor says ``"the scene is the same as before"``, the longest.
     """
