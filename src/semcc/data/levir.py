@@ -30,9 +30,9 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 import torch
@@ -132,6 +132,18 @@ def _check_same_size(*pairs: tuple[Path, tuple[int, ...]]) -> None:
             )
 
 
+_T = TypeVar("_T")
+
+
+def _cached(cache: dict[str, Any] | None, key: str, compute: Callable[[], _T]) -> _T:
+    """``cache[key]``, computed by ``compute()`` on first use; ``cache=None`` (no caching) computes every time."""
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
 class Normalizer:
     """RGB ``uint8 [H, W, 3]`` -> normalised ``float32 [3, H, W]`` with ``mean`` / ``std`` on the 0-1 scale."""
 
@@ -229,7 +241,7 @@ class LevirCCDataset(Dataset[ChangeSample]):
     ) -> None:
         self.root = Path(root)
         self.cache_images = cache_images
-        self._cache: dict[str, tuple[np.ndarray, ...]] = {}
+        self._cache: dict[str, Any] | None = {} if cache_images else None
         self.split = split
         self.captions_path = self.root / captions_file
         images = load_levir_cc_captions(self.captions_path)
@@ -268,15 +280,13 @@ class LevirCCDataset(Dataset[ChangeSample]):
         return [sentence_text(s) for s in self.entries[index]["sentences"]]
 
     def _load_pair(self, entry: dict) -> tuple[np.ndarray, np.ndarray]:
-        key = f"pair/{entry['filename']}"
-        if key in self._cache:
-            return self._cache[key]  # type: ignore[return-value]
-        path_a, path_b = self._paths(entry)[:2]
-        a, b = read_rgb(path_a), read_rgb(path_b)
-        _check_same_size((path_a, a.shape), (path_b, b.shape))
-        if self.cache_images:
-            self._cache[key] = (a, b)
-        return a, b
+        def read() -> tuple[np.ndarray, np.ndarray]:
+            path_a, path_b = self._paths(entry)[:2]
+            a, b = read_rgb(path_a), read_rgb(path_b)
+            _check_same_size((path_a, a.shape), (path_b, b.shape))
+            return a, b
+
+        return _cached(self._cache, f"pair/{entry['filename']}", read)
 
     def __getitem__(self, index: int) -> ChangeSample:
         entry = self.entries[index]
@@ -334,17 +344,14 @@ class LevirMCIDataset(LevirCCDataset):
 
     def __getitem__(self, index: int) -> ChangeSample:
         sample = super().__getitem__(index)
-        key = f"mask/{self.entries[index]['filename']}"
-        if key in self._cache:
-            mask = self._cache[key][0]
-        else:
-            label_path = self._paths(self.entries[index])[2]
+        path_a, _, label_path = self._paths(self.entries[index])
+
+        def read() -> np.ndarray:
             label = _read_label(label_path)
-            _check_same_size((self._paths(self.entries[index])[0], tuple(sample["image_a"].shape[1:])),
-                             (label_path, label.shape))
-            mask = _map_mci_label(label, self.mask_mode, label_path)
-            if self.cache_images:
-                self._cache[key] = (mask,)
+            _check_same_size((path_a, tuple(sample["image_a"].shape[1:])), (label_path, label.shape))
+            return _map_mci_label(label, self.mask_mode, label_path)
+
+        mask = _cached(self._cache, f"mask/{self.entries[index]['filename']}", read)
         sample["mask"] = torch.from_numpy(mask.copy()) if self.cache_images else torch.from_numpy(mask)
         return sample
 
@@ -422,8 +429,7 @@ class LevirCDDataset(Dataset[ChangeSample]):
                     raise LevirDataError(f"{folder / sub / name}: file is missing (tile {name} has an A)")
         self.normalize = Normalizer(mean, std)
         self.cache_images = cache_images
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._positives: dict[str, np.ndarray] = {}
+        self._cache: dict[str, Any] | None = {} if cache_images else None
         self._grid: list[tuple[int, int, int, int, int]] = []
         if mode == "grid":
             # Tile size from the first tile's header (cheap); every tile must share it.
@@ -445,25 +451,18 @@ class LevirCDDataset(Dataset[ChangeSample]):
         return len(self.tiles) * self.samples_per_tile
 
     def _load(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if name in self._cache:
-            return self._cache[name]
-        folder = self.root / self.split
-        pa, pb, pl = folder / "A" / name, folder / "B" / name, folder / "label" / name
-        a, b, label = read_rgb(pa), read_rgb(pb), _read_label(pl)
-        _check_same_size((pa, a.shape), (pb, b.shape), (pl, label.shape))
-        if self.cache_images:  # decoded once per process: a tile is read for many crops
-            self._cache[name] = (a, b, label)
-        return a, b, label
+        def read() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            folder = self.root / self.split
+            pa, pb, pl = folder / "A" / name, folder / "B" / name, folder / "label" / name
+            a, b, label = read_rgb(pa), read_rgb(pb), _read_label(pl)
+            _check_same_size((pa, a.shape), (pb, b.shape), (pl, label.shape))
+            return a, b, label
+
+        return _cached(self._cache, f"tile/{name}", read)  # cached: a tile is read for many crops
 
     def _changed_pixels(self, name: str, label: np.ndarray) -> np.ndarray:
         """``[K, 2]`` (row, col) of the tile's changed pixels (kept per tile with ``cache_images``)."""
-        key = name + ":changed"
-        if key in self._positives:
-            return self._positives[key]
-        changed = np.argwhere(label > 0)
-        if self.cache_images:
-            self._positives[key] = changed
-        return changed
+        return _cached(self._cache, f"changed/{name}", lambda: np.argwhere(label > 0))
 
     def __getitem__(self, index: int) -> ChangeSample:
         if self.mode == "grid":

@@ -124,12 +124,11 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
         rank, world = self._dist()
         n = self.lengths[source]
         order: list[int] = []
+        # Same seed on every rank (no str hashing: it differs between processes).
+        base = ((self.seed * 1_000_003 + self.epoch) * 101 + phase_index) * 7 + ("cd", "cc", "joint").index(source)
         for r in range(self.repeats[source]):
             if self.shuffle:
-                # Same seed on every rank (no str hashing: it differs between processes).
-                source_index = ("cd", "cc", "joint").index(source)
-                key = ((self.seed * 1_000_003 + self.epoch) * 101 + phase_index) * 7 + source_index
-                key = key * 1009 + r if r else key  # the first pass keeps the order it had without repeats
+                key = base * 1009 + r if r else base  # the first pass keeps the order it had without repeats
                 g = torch.Generator().manual_seed(key % (2**62))
                 order += torch.randperm(n, generator=g).tolist()
             else:
