@@ -260,3 +260,36 @@ def test_no_change_caption_fixes_the_target_of_unchanged_pairs(synth_root: Path,
     assert len(set(drawn[0::2])) > 1 and set(drawn[0::2]) <= set(unchanged)
     with pytest.raises(ValueError, match="no_change_caption must be one of the no-change sentences"):
         _task(dm, no_change_caption="nothing happened")
+
+
+def test_lora_of_a_bf16_llm_trains_in_float32(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    """The adapters of a bf16 LLM are fp32 master weights: an AdamW step at lr 1e-6 moves every LoRA A weight."""
+    dm = _data(synth_root, synth_config, tmp_path)
+    torch.manual_seed(0)
+    model = build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path, cc_head={
+        "llm_dtype": "bfloat16", "llm_finetune": "lora", "freeze_qformer": True, "max_new_tokens": 6})
+    task = SemanticCCTask(model, lr=1e-6, log_samples=0)
+    llm = dict(model.cc_head.llm.named_parameters())
+    lora = {n: p for n, p in llm.items() if "lora_" in n}
+    assert lora and all(p.dtype == torch.float32 for p in lora.values())
+    assert any(p.dtype == torch.bfloat16 for n, p in llm.items() if "lora_" not in n)  # the frozen base stays bf16
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in task._trainable)
+    dm.setup("fit")
+    batch = next(b for b in dm.train_dataloader() if b["phase"] == "cc")
+    task.set_phase("cc")
+    optimizer = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-6, weight_decay=0.0)
+    # LoRA's B starts at zero, so A gets no gradient in the first step: take two and compare across the second.
+    task._losses(batch, "cc")["loss"].backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    before = {n: p.detach().clone() for n, p in lora.items()}
+    task._losses(batch, "cc")["loss"].backward()
+    optimizer.step()
+    a_weights = [n for n in lora if "lora_A" in n]
+    assert a_weights and all(not torch.equal(before[n], lora[n]) for n in a_weights)
+    # The same step in bf16 would have been lost: lr 1e-6 is below the resolution of these weights.
+    w, moved = before[a_weights[0]], lora[a_weights[0]].detach()
+    step = moved - w
+    assert (step != 0).float().mean() > 0.5
+    lost_in_bf16 = ((w.bfloat16() + step.bfloat16()) == w.bfloat16()).float().mean()
+    assert lost_in_bf16 > 0.9

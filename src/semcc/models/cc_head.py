@@ -70,6 +70,7 @@ from transformers import (
 )
 
 from semcc.models.checkpoints import CheckpointError, assign_tensors, format_keys, is_meta, load_state_file
+from semcc.models.precision import trainable_to_float32
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
@@ -439,6 +440,8 @@ class ChangeCaptionHead(nn.Module):
             inject_adapter_in_model(lora, self.llm)
             for name, p in self.llm.named_parameters():
                 p.requires_grad_("lora_" in name)
+        # peft makes the adapters of a bf16 LLM bf16 too (and "full" trains bf16 weights): master weights in fp32.
+        trainable_to_float32(self)
 
     # ------------------------------------------------------------------------------------ tokens
 

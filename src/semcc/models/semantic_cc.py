@@ -23,6 +23,7 @@ from semcc.models.cc_head import ChangeCaptionHead
 from semcc.models.cd_head import ChangeDetectionHead
 from semcc.models.encoder import BiTemporalFeatures, BiTemporalSAMEncoder
 from semcc.models.neck import MultiTaskNeck
+from semcc.models.precision import trainable_to_float32
 
 __all__ = ["TASKS", "SemanticCC", "SemanticCCOutput"]
 
@@ -59,6 +60,7 @@ class SemanticCC(nn.Module):
         self.neck = neck
         self.cd_head = cd_head
         self.cc_head = cc_head
+        trainable_to_float32(self)  # master weights of whatever trains are fp32 (models/precision.py)
 
     @property
     def tasks(self) -> tuple[str, ...]:
