@@ -204,3 +204,16 @@ def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_
     assert counts == {"cd": 4, "cc": 24, "joint": 12}
     with pytest.raises(ValueError, match="train_repeats has unknown sources"):
         _module(synth_root, synth_config, train_repeats={"seg": 2})
+
+
+def test_a_strategy_without_data_for_a_phase_stops_unless_allowed() -> None:
+    from semcc.data.sampler import phases_for
+
+    with pytest.raises(ValueError, match=r"\['joint'\] is not configured \(set data.joint_root\)"):
+        phases_for("three_stage", ["cd", "cc"])
+    with pytest.raises(ValueError, match="allow_missing_phases"):
+        phases_for("two_stage", ["cc"])
+    with pytest.warns(UserWarning, match=r"running only the phases \['cd', 'cc'\]"):
+        assert [p.name for p in phases_for("three_stage", ["cd", "cc"], allow_missing=True)] == ["cd", "cc"]
+    assert [(p.name, p.sources) for p in phases_for("caption_only", ["cc"])] == [("caption", ("cc",))]
+    assert [p.name for p in phases_for("caption_only", ["cd", "cc", "joint"])] == ["caption"]

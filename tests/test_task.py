@@ -293,3 +293,26 @@ def test_lora_of_a_bf16_llm_trains_in_float32(synth_root: Path, synth_config, tm
     assert (step != 0).float().mean() > 0.5
     lost_in_bf16 = ((w.bfloat16() + step.bfloat16()) == w.bfloat16()).float().mean()
     assert lost_in_bf16 > 0.9
+
+
+def test_single_task_captioning_trains_bcsf_and_the_encoder_adapters(
+    synth_root: Path, synth_config, tmp_path: Path
+) -> None:
+    """Table II row 2 in miniature: caption_only on D_cc moves BCSF and the encoder's LoRA by the caption loss."""
+    dm = _data(synth_root, synth_config, tmp_path, sources=["cc"], val_sources=["cc"], strategy="caption_only")
+    torch.manual_seed(0)
+    model = build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path, neck=False, cd_head=False,
+                              cc_head={"enhancer_position": "none", "max_new_tokens": 6})
+    with pytest.raises(ValueError, match=r"no cd_head .*strategy caption_only"):
+        SemanticCCTask(model, strategy="three_stage")
+    task = SemanticCCTask(model, strategy="caption_only", lr=1e-3, log_samples=0)
+    recorder = PhaseRecorder()
+    _trainer(tmp_path, max_steps=2, callbacks=[recorder], limit_val_batches=0).fit(task, datamodule=dm)
+    (phase, before), (_, after) = recorder.boundaries
+    assert phase == "caption"
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    bcsf = {n for n in before if n.startswith("encoder.bcsf.")}
+    lora = {n for n in before if n.startswith("encoder.") and "lora_" in n}
+    assert bcsf and bcsf <= moved
+    assert {n for n in lora if "lora_B" in n} <= moved  # B moves first (A gets gradients once B is non-zero)
+    assert not {n for n in moved if n not in task._trainable}  # frozen base weights stay put

@@ -153,6 +153,9 @@ class SemanticCCDataModule(L.LightningDataModule):
         seed: seed of the per-epoch shuffling of the training phases (the same on every rank).
         train_repeats: passes over each training source per epoch (default 1), e.g. ``{"cc": 4}`` makes
             phase ii of ``three_stage`` read D_cc four times per epoch (:class:`PhaseBatchSampler`).
+        allow_missing_phases: run a strategy without the phases whose source is not configured (e.g.
+            three-stage without LEVIR-MCI); a warning names them. Default: such a configuration is an error,
+            so that an experiment never changes silently.
     """
 
     def __init__(
@@ -184,6 +187,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         strategy: str = "three_stage",
         seed: int = 0,
         train_repeats: dict[str, int] | None = None,
+        allow_missing_phases: bool = False,
     ) -> None:
         super().__init__()
         if train_repeats and (unknown := [s for s in train_repeats if s not in SOURCES]):
@@ -232,6 +236,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.strategy = strategy
         self.seed = seed
         self.train_repeats = dict(train_repeats or {})
+        self.allow_missing_phases = allow_missing_phases
         self._resume: tuple[int, int] | None = None
         self._changed_caption: str | None = None
         self._datasets: dict[tuple[str, str], Dataset] = {}
@@ -394,7 +399,7 @@ class SemanticCCDataModule(L.LightningDataModule):
                 "SemanticCCDataModule shards its phase batches over ranks itself: set "
                 "`trainer.use_distributed_sampler: false` (the shipped configs do)"
             )
-        phases = phases_for(self.strategy, self.sources)
+        phases = phases_for(self.strategy, self.sources, allow_missing=self.allow_missing_phases)
         datasets = {s: self.dataset(s, "train") for p in phases for s in p.sources}
         sampler = PhaseBatchSampler(
             {s: len(d) for s, d in datasets.items()},

@@ -54,7 +54,7 @@ from semcc.metrics.report import write_report
 from semcc.models.cd_head import class_mask
 from semcc.models.encoder import BiTemporalFeatures
 from semcc.models.semantic_cc import SemanticCC
-from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES
+from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES, required_heads
 
 __all__ = ["SemanticCCTask", "tokenizer_files"]
 
@@ -71,7 +71,9 @@ class SemanticCCTask(L.LightningModule):
 
     Args:
         model: the network (built from YAML through ``class_path`` / ``init_args``).
-        strategy: ``three_stage`` (paper), ``two_stage`` or ``one_stage`` (Table IV).
+        strategy: ``three_stage`` (paper), ``two_stage`` or ``one_stage`` (Table IV), or ``caption_only``
+            (single-task CC of Table II rows 1-3 and Table III: the caption loss trains the encoder's adapters,
+            BCSF, the neck and the caption head); see :mod:`semcc.tasks.schedule`.
         cd_weight: lambda of Eq. 9.
         lr: AdamW learning rate (paper 1e-4).
         weight_decay: AdamW weight decay (only ever applied to parameters that train in the step).
@@ -139,6 +141,10 @@ class SemanticCCTask(L.LightningModule):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
+        if lacking := [h for h in required_heads(strategy) if getattr(model, h, None) is None]:
+            hint = " (single-task captioning: strategy caption_only)" if lacking == ["cd_head"] else ""
+            raise ValueError(f"strategy {strategy!r} trains {list(required_heads(strategy))} but the model has no "
+                             f"{' and no '.join(lacking)}{hint}")
         if cd_loss not in ("bce", "bce_dice"):
             raise ValueError(f"cd_loss must be 'bce' or 'bce_dice', got {cd_loss!r}")
         if no_change_caption is not None and not is_no_change(no_change_caption):

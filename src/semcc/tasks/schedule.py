@@ -4,15 +4,17 @@
 parts, the neck and the CD head; (ii) ``cc``: CC on D_cc with the image encoder frozen (neck and caption
 head train); (iii) ``joint``: the neck alone on D_cd-cc with the joint loss L = L_cc + lambda L_cd of
 Eq. 9. ``two_stage``: (i) then (ii). ``one_stage``: one phase ``all`` in which everything trains on every
-source, each batch giving the losses its labels allow. The order of the batches comes from
-:class:`semcc.data.sampler.PhaseBatchSampler`.
+source, each batch giving the losses its labels allow. ``caption_only`` (single-task CC, Table II rows 1-3
+and Table III): one phase ``caption`` in which the caption loss trains what the paper trains in that setting,
+the encoder's adapters and BCSF (Eq. 2-3) with the neck (when there is one) and the caption head. The order of
+the batches comes from :class:`semcc.data.sampler.PhaseBatchSampler`.
 """
 
 from __future__ import annotations
 
 from semcc.data.sampler import STRATEGIES
 
-__all__ = ["PHASE_LOSSES", "PHASE_PARTS", "STRATEGIES"]
+__all__ = ["PHASE_LOSSES", "PHASE_PARTS", "STRATEGIES", "STRATEGY_PHASES", "required_heads"]
 
 #: Parts of SemanticCC (attribute names) that train in each phase, as Sec. III-F describes.
 PHASE_PARTS: dict[str, tuple[str, ...]] = {
@@ -20,6 +22,22 @@ PHASE_PARTS: dict[str, tuple[str, ...]] = {
     "cc": ("neck", "cc_head"),
     "joint": ("neck",),
     "all": ("encoder", "neck", "cd_head", "cc_head"),
+    "caption": ("encoder", "neck", "cc_head"),
 }
 #: Losses each phase computes (``cd``: L_cd, ``cc``: L_cc).
-PHASE_LOSSES: dict[str, tuple[str, ...]] = {"cd": ("cd",), "cc": ("cc",), "joint": ("cd", "cc"), "all": ("cd", "cc")}
+PHASE_LOSSES: dict[str, tuple[str, ...]] = {"cd": ("cd",), "cc": ("cc",), "joint": ("cd", "cc"), "all": ("cd", "cc"),
+                                          "caption": ("cc",)}
+
+#: The phases of each strategy, in order (the data each phase reads: :data:`semcc.data.sampler.STRATEGY_SOURCES`).
+STRATEGY_PHASES: dict[str, tuple[str, ...]] = {
+    "three_stage": ("cd", "cc", "joint"),
+    "two_stage": ("cd", "cc"),
+    "one_stage": ("all",),
+    "caption_only": ("caption",),
+}
+
+
+def required_heads(strategy: str) -> tuple[str, ...]:
+    """The heads (``cd_head``, ``cc_head``) a model needs for ``strategy``: one for each loss its phases compute."""
+    losses = {loss for phase in STRATEGY_PHASES[strategy] for loss in PHASE_LOSSES[phase]}
+    return tuple(f"{loss}_head" for loss in sorted(losses))
