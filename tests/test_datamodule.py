@@ -52,6 +52,10 @@ def test_eval_loaders_and_batch_sizes(synth_root: Path, synth_config) -> None:
     assert sum(len(b["name"]) for b in cc) == 6
     assert sum(len(b["name"]) for b in cd) == 16  # one 256 px tile as 4 x 4 crops of 64
     assert len({n for b in cd for n in b["name"]}) == 16
+    assert dm2.detection_protocol("test") == (
+        f"LEVIR-CD test ({synth_root / 'LEVIR-CD'}): 1 tiles of 256x256 px, scored as 16 crops of 64x64 px on a grid "
+        "covering each tile (non-overlapping); each crop is predicted on its own and the pixels are pooled over the "
+        "split")
     names = [n for b in dm2.predict_dataloader() for n in b["name"]]
     assert names == LevirCCDataset(synth_root / "LEVIR-CC", "test").names
 

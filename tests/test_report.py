@@ -42,6 +42,9 @@ def test_semcc_test_writes_the_report(tiny_cli_args, tiny_checkpoint: Path, synt
     report = (folder / "report.md").read_text()
     assert caption_table(results["captioning"]) in report and detection_table(results["detection"]) in report
     assert "| oracle_constant | change |" in report
+    # Which data CD was scored on (tiny validates on D_cd-cc: whole SynthLEVIR-MCI pairs).
+    assert results["detection_protocol"].startswith(f"LEVIR-MCI test ({synth_root / 'LEVIR-CC'}): 6 pairs")
+    assert f"Scored on: {results['detection_protocol']}." in report
 
 
 def test_report_tables_per_class() -> None:

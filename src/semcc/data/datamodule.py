@@ -383,6 +383,33 @@ class SemanticCCDataModule(L.LightningDataModule):
             collate_fn=_Collate(source),
         )
 
+    def detection_protocol(self, split: str) -> str | None:
+        """How change detection is scored on ``split``: which data set, how many tiles or pairs, at what size.
+
+        Published LEVIR-CD numbers differ by up to a point between scoring whole 1024 px tiles and 256 px
+        crops, so reports say which. ``None`` when no evaluated source has masks.
+        """
+        parts = []
+        for source in self.val_sources:
+            if source == "cd":
+                ds = self.dataset("cd", split)
+                assert isinstance(ds, LevirCDDataset)
+                (h, w), crop = ds.tile_size, ds.crop_size or max(ds.tile_size)
+                overlap = "non-overlapping" if h % crop == 0 and w % crop == 0 else (
+                    "the last row and column shifted inward, so overlapping pixels count twice")
+                parts.append(
+                    f"LEVIR-CD {split} ({self.roots['cd']}): {len(ds.tiles)} tiles of {w}x{h} px, scored as "
+                    f"{len(ds)} crops of {crop}x{crop} px on a grid covering each tile ({overlap}); each crop is "
+                    "predicted on its own and the pixels are pooled over the split"
+                )
+            elif source == "joint":
+                ds = self.dataset("joint", split)
+                parts.append(
+                    f"LEVIR-MCI {split} ({self.roots['joint']}): {len(ds)} pairs, masks as {self.joint_mask_mode!r}, "
+                    "each pair predicted whole, pixels pooled over the split"
+                )
+        return "; ".join(parts) or None
+
     def resume_at(self, epoch: int, batches: int) -> None:
         """Make the training loader of ``epoch`` skip its first ``batches`` batches (resuming mid-epoch)."""
         self._resume = (epoch, batches)

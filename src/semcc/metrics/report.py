@@ -70,8 +70,10 @@ def render_report(results: Mapping[str, Any]) -> str:
         if accuracy is not None:
             lines += ["", f"Captions right about change vs no change: {accuracy:.1%} of pairs."]
     if results.get("detection"):
-        lines += ["", "## Change detection", "", "Per pixel over the whole split (torchmetrics).", "",
-                  detection_table(results["detection"])]
+        lines += ["", "## Change detection", "", "Per pixel over the whole split (torchmetrics)."]
+        if results.get("detection_protocol"):
+            lines += ["", f"Scored on: {results['detection_protocol']}."]
+        lines += ["", detection_table(results["detection"])]
     return "\n".join(lines) + "\n"
 
 

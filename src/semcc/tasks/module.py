@@ -361,6 +361,9 @@ class SemanticCCTask(L.LightningModule):
             detection = flatten_detection_scores(metrics.compute(), prefix=f"{stage}/cd_")
             self.log_dict(detection, sync_dist=False)
             results["detection"] = {k.removeprefix(f"{stage}/cd_"): v for k, v in detection.items()}
+            datamodule = self._datamodule()
+            if hasattr(datamodule, "detection_protocol"):
+                results["detection_protocol"] = datamodule.detection_protocol(stage)
         metrics.reset()
         scorer = self.val_cc if stage == "val" else self.test_cc
         captions: dict[str, tuple[str, list[str]]] | None = None
