@@ -1,4 +1,4 @@
-"""The `semcc` command line: usage, `semcc synth` and its preview picture."""
+"""The `semcc` command line: usage, `semcc synth` and its preview picture, a plain 2-process DDP fit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from semcc.main import main
@@ -41,3 +42,17 @@ def test_synth_command_writes_data_and_preview(tmp_path: Path, capsys) -> None:
 def test_console_script_entry_point(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "semcc.main", "synth", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--nuisance" in result.stdout
+
+
+def test_plain_ddp_fit_runs_and_prints_once(tiny_cli_args, tmp_path: Path) -> None:
+    """What a user types for 2 processes: `semcc fit ... --trainer.devices 2 --trainer.strategy ddp`."""
+    run = tmp_path / "ddp"
+    args = [sys.executable, "-m", "semcc.main", "fit", *tiny_cli_args(run), "--trainer.accelerator=cpu",
+            "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_steps=6", "--model.meteor=false"]
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert out.count("semcc: DDP set to find_unused_parameters=True") == 1
+    assert out.count("semcc: last checkpoint") == 1 and out.count("semcc: logs and metrics go to") == 1
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 6

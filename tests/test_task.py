@@ -316,3 +316,27 @@ def test_single_task_captioning_trains_bcsf_and_the_encoder_adapters(
     assert bcsf and bcsf <= moved
     assert {n for n in lora if "lora_B" in n} <= moved  # B moves first (A gets gradients once B is non-zero)
     assert not {n for n in moved if n not in task._trainable}  # frozen base weights stay put
+
+
+def test_frozen_weights_are_hashed_once_per_process(synth_root: Path, synth_config, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    """Saving costs no hash of the frozen model: it is computed once (at setup) however often a run saves."""
+    import semcc.tasks.module as module
+
+    calls = []
+    real = module._hash_frozen
+    monkeypatch.setattr(module, "_hash_frozen", lambda *a, **k: calls.append(k) or real(*a, **k))
+    dm = _data(synth_root, synth_config, tmp_path)
+    task = _task(dm)
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpts", every_n_train_steps=1, save_top_k=-1, filename="{step}")
+    _trainer(tmp_path, max_steps=3, callbacks=[saver], limit_val_batches=0).fit(task, datamodule=dm)
+    assert len(list((tmp_path / "ckpts").glob("*.ckpt"))) == 3 and calls == [{}]
+    state = torch.load(tmp_path / "ckpts" / "step=3.ckpt", map_location="cpu", weights_only=False)
+    assert state["semcc"]["frozen_fingerprint"] == task.frozen_fingerprint()
+    # A checkpoint from before fingerprint version 2 (float32 copies hashed) still loads, and is still checked.
+    legacy = dict(state, semcc={k: v for k, v in state["semcc"].items() if k != "fingerprint_version"})
+    legacy["semcc"]["frozen_fingerprint"] = real(task.model, task._trainable, legacy=True)
+    _task(dm).on_load_checkpoint(legacy)
+    legacy["semcc"]["frozen_fingerprint"] = "0" * 64
+    with pytest.raises(ValueError, match="frozen base weights differ"):
+        _task(dm).on_load_checkpoint(legacy)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 
 from semcc.data.datamodule import SemanticCCDataModule
 from semcc.tasks.module import SemanticCCTask
 from semcc.tasks.writer import CaptionMaskWriter
 
-__all__ = ["CONFIG_DIR", "SemanticCCCLI", "run_lightning_cli"]
+__all__ = ["CONFIG_DIR", "SemanticCCCLI", "rank_zero_print", "run_lightning_cli"]
 
 #: The shipped configs (``configs/`` at the repository root links here).
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -52,9 +53,12 @@ class SemanticCCCLI(LightningCLI):
 
     def before_fit(self) -> None:
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        print(f"semcc: logs and metrics go to {log_dir}")
+        rank_zero_print(f"semcc: logs and metrics go to {log_dir}")
 
     def after_fit(self) -> None:
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir  # a collective: every rank asks
+        if not self.trainer.is_global_zero:
+            return
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("val/")}
         if metrics:
             print("semcc: last validation")
@@ -65,15 +69,19 @@ class SemanticCCCLI(LightningCLI):
             path = getattr(ckpt, f"{what}_model_path", "") if ckpt is not None else ""
             if path and Path(path).is_file():
                 print(f"semcc: {what} checkpoint {path}")
-        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         if (Path(log_dir) / "metrics.csv").is_file():
             print(f"semcc: metrics in {Path(log_dir) / 'metrics.csv'}")
 
-
     def after_test(self) -> None:
         paths = getattr(self.model, "report_paths", {})
-        if paths:
+        if paths and self.trainer.is_global_zero:
             print("semcc: test report " + ", ".join(str(p) for p in paths.values()))
+
+
+@rank_zero_only
+def rank_zero_print(message: str) -> None:
+    """``print`` on the global rank 0 only (one line per run, not one per DDP rank)."""
+    print(message)
 
 
 def run_lightning_cli(args: Sequence[str]) -> SemanticCCCLI:

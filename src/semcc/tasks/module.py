@@ -6,7 +6,7 @@ training batch carries its phase (``cd``, ``cc``, ``joint`` or ``all``, see :mod
 before the step, exactly the parts that phase trains get ``requires_grad`` and the others are switched off
 (and run without autograd where possible), so a frozen parameter gets no gradient, hence no AdamW update,
 momentum step or weight decay: it stays bit-identical through the phase, under DDP too
-(``find_unused_parameters`` is needed there, the paper config sets it).
+(``find_unused_parameters`` is needed there: :meth:`setup` turns it on for the plain ``ddp`` strategy).
 
 Validation / test: CD metrics (torchmetrics: precision, recall, F1, IoU of the change class, OA; per class
 for multi-class masks, :mod:`semcc.metrics.detection`) on batches with masks; captions generated greedily
@@ -16,10 +16,10 @@ floors (:mod:`semcc.metrics.captioning`). A test run writes ``metrics.json``, ``
 
 Checkpoints hold only the trainable weights (LoRA, BCSF, neck, heads, projections): frozen base weights
 come back from their paths (or, for random-init presets, from the seeded construction) and a fingerprint
-of them is stored and checked on load. The schedule position (epoch, batches done) is stored so a resumed
-run continues at the same phase and step. The run's configuration (set by the CLI as ``run_config``) and the
-caption tokenizer's files are stored too, so :func:`semcc.tasks.loading.load_task` rebuilds the model from
-the checkpoint file alone.
+of them (computed once per process) is stored and checked on load. The schedule position (epoch, batches
+done) is stored so a resumed run continues at the same phase and step. The run's configuration (set by the
+CLI as ``run_config``) and the caption tokenizer's files are stored too, so
+:func:`semcc.tasks.loading.load_task` rebuilds the model from the checkpoint file alone.
 
 Options for small budgets (all off by default): ``lr_scale`` gives each part its own learning rate (a
 factor on ``lr``); ``cache_frozen_features`` keeps the encoder's output (both tiers, both times) of every
@@ -40,6 +40,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
 from semcc.data.text import INSTRUCTIONS, NO_CHANGE_SENTENCES, is_no_change
@@ -64,6 +65,31 @@ def tokenizer_files(tokenizer: Any) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
         return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
+
+
+#: Version of :func:`_hash_frozen`'s digest stored in checkpoints (2: raw bytes in the stored dtype).
+FINGERPRINT_VERSION = 2
+
+
+def _hash_frozen(model: torch.nn.Module, trainable: set[str], *, legacy: bool = False) -> str:
+    """SHA-256 over the frozen weights of ``model`` (everything in its state dict but ``trainable``).
+
+    Each tensor is hashed as its raw bytes in its stored dtype (no float32 copy; ``legacy``: the float32 copy
+    that checkpoints without a ``fingerprint_version`` were hashed with). Meta tensors are skipped.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if name in trainable or tensor.device.type == "meta":
+            continue
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        t = tensor.detach().cpu()
+        if legacy:
+            h.update(t.float().contiguous().numpy().tobytes())
+        else:
+            h.update(str(t.dtype).encode())
+            h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 class SemanticCCTask(L.LightningModule):
@@ -172,6 +198,8 @@ class SemanticCCTask(L.LightningModule):
         self._batches_in_epoch = 0
         self._batches_epoch = 0
         self._resume: dict[str, int] | None = None
+        self._fingerprint: str | None = None
+        self._tokenizer_files: dict[str, bytes] | None = None
         #: The run's configuration as YAML (the CLI sets it); stored in checkpoints.
         self.run_config: str | None = None
         self._cd_classes = self.model.cd_head.num_classes if self.model.cd_head is not None else 1
@@ -392,12 +420,35 @@ class SemanticCCTask(L.LightningModule):
                 rank_zero_info("semcc: test report " + ", ".join(str(p) for p in self.report_paths.values()))
 
     def setup(self, stage: str) -> None:
-        """With ``caption_protocol="ids"``, take the id vocabulary from the data module's training captions."""
+        """Before the strategy wraps the model: fit DDP to phase-wise training, fingerprint the frozen weights
+        (while they are whole, before any sharding), and with ``caption_protocol="ids"`` take the id vocabulary
+        from the data module's training captions."""
+        if stage == "fit":
+            self._fit_ddp_to_phases()
+        self.frozen_fingerprint()
         datamodule = self._datamodule()
         if self.caption_protocol == "ids" and hasattr(datamodule, "training_captions"):
             vocabulary = build_id_vocabulary(datamodule.training_captions())
             if vocabulary:
                 self.val_cc.vocabulary = self.test_cc.vocabulary = vocabulary
+
+    def _fit_ddp_to_phases(self) -> None:
+        """Each phase trains a subset of the model, so DDP must look for parameters without gradients
+        (``find_unused_parameters``); the plain strategy names (``ddp``, ``ddp_spawn``) leave it off, and their
+        second step would fail. Turn it on for them; refuse an explicit ``False`` with the setting to use."""
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, DDPStrategy):
+            return
+        kwargs = strategy._ddp_kwargs
+        if kwargs.get("find_unused_parameters") is False:
+            raise ValueError(
+                "SemanticCCTask trains a different subset of the model in each phase (Sec. III-F): DDP needs "
+                "find_unused_parameters=True (trainer.strategy: ddp_find_unused_parameters_true, or DDPStrategy "
+                "with find_unused_parameters: true)"
+            )
+        if "find_unused_parameters" not in kwargs:
+            kwargs["find_unused_parameters"] = True
+            rank_zero_info("semcc: DDP set to find_unused_parameters=True (each phase trains a subset)")
 
     def _datamodule(self) -> L.LightningDataModule | None:
         """The trainer's data module, when the task is attached to a trainer that has one."""
@@ -453,15 +504,15 @@ class SemanticCCTask(L.LightningModule):
 
     # -------------------------------------------------------------------------------------- checkpoints
     def frozen_fingerprint(self) -> str:
-        """SHA-256 over the frozen base weights (names, shapes and values) of the model."""
-        h = hashlib.sha256()
-        for name, tensor in sorted(self.model.state_dict().items()):
-            if name in self._trainable or tensor.device.type == "meta":
-                continue
-            h.update(name.encode())
-            h.update(str(tuple(tensor.shape)).encode())
-            h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
+        """SHA-256 over the frozen base weights (names, dtypes, shapes and raw bytes) of the model.
+
+        Computed once per process and kept: the frozen weights never change (that is what frozen means
+        here), so a checkpoint save costs nothing more, whatever the size of the frozen model. The first call
+        must see whole tensors: the task computes it in :meth:`setup`, before any sharding (FSDP).
+        """
+        if self._fingerprint is None:
+            self._fingerprint = _hash_frozen(self.model, self._trainable)
+        return self._fingerprint
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         keep = self.trainable_parameter_names()
@@ -469,6 +520,7 @@ class SemanticCCTask(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in state.items() if k in keep}
         checkpoint["semcc"] = {
             "frozen_fingerprint": self.frozen_fingerprint(),
+            "fingerprint_version": FINGERPRINT_VERSION,
             "epoch": self.current_epoch,
             # After an epoch has been counted as done (e.g. a stop at max_steps), the next one starts afresh.
             "batches": self._batches_in_epoch if self._batches_epoch == self.current_epoch else 0,
@@ -476,9 +528,11 @@ class SemanticCCTask(L.LightningModule):
         }
         if self.run_config is not None:
             checkpoint["semcc"]["config"] = self.run_config
-        tokenizer = getattr(self.model.cc_head, "tokenizer", None) if self.model.cc_head is not None else None
-        if tokenizer is not None:
-            checkpoint["semcc"]["tokenizer_files"] = tokenizer_files(tokenizer)
+        if self._tokenizer_files is None:  # once per process, like the fingerprint
+            tokenizer = getattr(self.model.cc_head, "tokenizer", None) if self.model.cc_head is not None else None
+            self._tokenizer_files = tokenizer_files(tokenizer) if tokenizer is not None else {}
+        if self._tokenizer_files:
+            checkpoint["semcc"]["tokenizer_files"] = self._tokenizer_files
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict", {})
@@ -489,7 +543,11 @@ class SemanticCCTask(L.LightningModule):
             raise KeyError(f"checkpoint has weights this model does not: {unexpected[:8]}")
         self._feature_cache.clear()
         meta = checkpoint.get("semcc", {})
-        if meta.get("frozen_fingerprint") and meta["frozen_fingerprint"] != self.frozen_fingerprint():
+        stored = meta.get("frozen_fingerprint")
+        # Checkpoints written before the fingerprint hashed raw bytes (no version) hashed float32 copies.
+        ours = self.frozen_fingerprint() if meta.get("fingerprint_version") == FINGERPRINT_VERSION else (
+            _hash_frozen(self.model, self._trainable, legacy=True) if stored else None)
+        if stored and stored != ours:
             raise ValueError(
                 "the frozen base weights differ from those this checkpoint was trained with: build the model "
                 "from the same base checkpoints (or, for random-init presets, the same seed) as the run that saved it"
