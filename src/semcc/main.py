@@ -94,6 +94,12 @@ def _figure(argv: Sequence[str]) -> int:
     return figure_main(argv)
 
 
+def _shape_files(argv: Sequence[str]) -> int:
+    from semcc.paper_shape import shape_files_main
+
+    return shape_files_main(argv)
+
+
 def _lightning(subcommand: str) -> Callable[[Sequence[str]], int]:
     def run(argv: Sequence[str]) -> int:
         from semcc.cli import run_lightning_cli
@@ -113,12 +119,17 @@ _COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "figure": (_figure, "draw a Fig. 9-style picture of N pairs of a split with a checkpoint"),
     "synth": (_synth, "generate the SynthLEVIR data set (and a preview picture)"),
     "evaluate": (_evaluate, "score any program's captions.json against LevirCCcaptions.json, with the floors"),
+    "shape-files": (
+        _shape_files,
+        "write random checkpoint files of the paper's parts in their real formats (paper widths, few layers) "
+        "to a folder",
+    ),
 }
 
 
 def _usage() -> str:
     lines = ["usage: semcc COMMAND [options]", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in _COMMANDS.items()]
+    lines += [f"  {name:<11} {help_}" for name, (_, help_) in _COMMANDS.items()]
     lines += ["", "Run 'semcc COMMAND --help' for a command's options."]
     return "\n".join(lines)
 
