@@ -248,3 +248,11 @@ def test_llm_directory_and_full_model_from_checkpoints(tmp_path: Path, tok_dir: 
     assert len(caps) == 2 and all(isinstance(c, str) for c in caps)
     with pytest.raises(FileNotFoundError, match="missing-dir"):
         ChangeCaptionHead(tokenizer=str(tmp_path / "missing-dir"), **HEAD_KW)
+
+
+def test_llm_device_resolution(monkeypatch) -> None:
+    from semcc.models.cc_head import _llm_device
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert _llm_device(None) is None and _llm_device("cpu") is None and _llm_device("cuda:1") == "cuda:1"
+    assert _llm_device("local_rank") == ("cuda:3" if torch.cuda.is_available() else None)

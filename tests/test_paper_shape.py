@@ -100,7 +100,7 @@ def test_qformer_llama_proj_llm_load_through_head(small: dict[str, Path]) -> Non
     torch.testing.assert_close(head.ln_vision.weight, qf["ln_vision.weight"])
     torch.testing.assert_close(head.llama_proj.weight, proj["llama_proj.weight"])
     dtype = head.llm.get_input_embeddings().weight.dtype
-    assert dtype == torch.float16  # Vicuna's stored dtype, kept by from_pretrained
+    assert dtype == torch.float32  # llm_dtype unset: float32 as documented, whatever the stored dtype
     saved = llm_tensor(small["llm"], "model.layers.1.self_attn.q_proj.weight")
     assert saved.dtype == torch.float16
     torch.testing.assert_close(head.llm.model.layers[1].self_attn.q_proj.base_layer.weight, saved.to(dtype))

@@ -47,6 +47,7 @@ Checkpoints: :func:`load_qformer_checkpoint` (LAVIS BLIP-2 / MiniGPT-4 key names
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -298,6 +299,11 @@ class ChangeCaptionHead(nn.Module):
         llm_hidden_size, llm_layers, llm_heads, llm_kv_heads, llm_intermediate_size, vocab_size,
             llm_max_positions: random-init Llama sizes (Vicuna-7B: 4096, 32, 32, 32, 11008, 32000, 2048).
         llm_dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` for the LLM weights (``None``: float32).
+        llm_device: where ``llm_path``'s weights are loaded: ``None`` (the CPU; Lightning moves the model to the
+            device later), ``"local_rank"`` (``cuda:$LOCAL_RANK`` when CUDA is available, else the CPU: under
+            DDP each rank loads straight to its own GPU, and host memory holds one tensor at a time instead of
+            a copy of the LLM per rank) or a device name. The weights are read through safetensors' memory map
+            either way, so no rank keeps a second host copy.
         llm_finetune: ``"lora"`` (paper), ``"full"`` (every LLM weight trainable) or ``"frozen"``.
         lora_r, lora_alpha, lora_dropout, lora_targets: LoRA on the LLM's attention projections.
         qformer_hidden_size, qformer_layers, qformer_heads, qformer_intermediate_size,
@@ -327,6 +333,7 @@ class ChangeCaptionHead(nn.Module):
         vocab_size: int | None = None,
         llm_max_positions: int = 2048,
         llm_dtype: str | None = None,
+        llm_device: str | None = None,
         llm_finetune: str = "lora",
         lora_r: int = 16,
         lora_alpha: int = 32,
@@ -394,9 +401,15 @@ class ChangeCaptionHead(nn.Module):
             self.enhancer = ChangeEnhancer(width, enhancer_mode, enhancer_concat)
 
         # 4. projector; 6. LLM
+        dtype = _DTYPES[llm_dtype] if llm_dtype else torch.float32
         if llm_path is not None:
-            dtype = _DTYPES[llm_dtype] if llm_dtype else None
-            self.llm = AutoModelForCausalLM.from_pretrained(str(llm_path), local_files_only=True, dtype=dtype)
+            if not Path(llm_path).is_dir():
+                raise CheckpointError(f"{llm_path}: LLM directory not found")
+            device = _llm_device(llm_device)
+            self.llm = AutoModelForCausalLM.from_pretrained(
+                str(llm_path), local_files_only=True, dtype=dtype,
+                device_map={"": device} if device is not None else None,
+            )
         else:
             if vocab_size is None:
                 if tokenizer is None:
@@ -414,9 +427,8 @@ class ChangeCaptionHead(nn.Module):
                 bos_token_id=getattr(tokenizer, "bos_token_id", None),
                 eos_token_id=getattr(tokenizer, "eos_token_id", None),
             )
-            self.llm = LlamaForCausalLM(config)
-            if llm_dtype:
-                self.llm.to(_DTYPES[llm_dtype])
+            # Built in its dtype (no float32 copy first); on the meta device under ``with torch.device("meta")``.
+            self.llm = LlamaForCausalLM._from_config(config, dtype=dtype)
         self.llm_hidden_size = self.llm.config.hidden_size
         self.llama_proj = nn.Linear(qformer_hidden_size, self.llm_hidden_size)
 
@@ -643,6 +655,15 @@ class ChangeCaptionHead(nn.Module):
         """Test-time multi-output ensemble: the consensus (:func:`consensus_index`) of the candidates."""
         candidates = self.generate_candidates(f_cc_1, f_cc_2, prompts, max_new_tokens)
         return [cands[consensus_index(cands)] for cands in candidates]
+
+
+def _llm_device(spec: str | None) -> str | None:
+    """``llm_device`` resolved: ``"local_rank"`` -> ``cuda:$LOCAL_RANK`` with CUDA, else ``None`` (the CPU)."""
+    if spec is None or spec == "cpu":
+        return None
+    if spec == "local_rank":
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else None
+    return spec
 
 
 def _load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:

@@ -1,8 +1,8 @@
 """Shared checkpoint plumbing: safe ``torch.load`` and clear key-mismatch errors.
 
 Every pretrained part of Semantic-CC (SAM image encoder, Sec. III-B; BLIP-2 / MiniGPT-4 Q-Former and
-``llama_proj``, Sec. III-E) is read from a local file with ``torch.load(weights_only=True)`` on the CPU;
-problems are raised as :class:`CheckpointError` naming the file and the keys involved.
+``llama_proj``, Sec. III-E) is read from a local file with ``torch.load(weights_only=True, mmap=True)`` on the
+CPU; problems are raised as :class:`CheckpointError` naming the file and the keys involved.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def load_state_file(path: str | Path, *, unwrap: tuple[str, ...] = ("model", "st
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        # mmap: tensors stay in the file's pages until copied into the module (no second host copy).
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as err:  # pickle errors, truncated files, non-tensor payloads
         raise CheckpointError(f"{path}: cannot read as a torch checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(state, Mapping):
