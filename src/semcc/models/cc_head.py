@@ -369,6 +369,7 @@ class ChangeCaptionHead(nn.Module):
         self._end_marker = end_marker
 
         # tokenizer
+        llm_path = str(Path(llm_path).expanduser()) if llm_path is not None else None
         if isinstance(tokenizer, (str, Path)):
             tokenizer = _load_tokenizer(tokenizer)
         elif tokenizer is None and llm_path is not None:
@@ -410,6 +411,7 @@ class ChangeCaptionHead(nn.Module):
                 str(llm_path), local_files_only=True, dtype=dtype,
                 device_map={"": device} if device is not None else None,
             )
+            self.llm.train()  # from_pretrained returns eval mode: LoRA dropout would be off in training
         else:
             if vocab_size is None:
                 if tokenizer is None:
@@ -667,7 +669,7 @@ def _llm_device(spec: str | None) -> str | None:
 
 
 def _load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: tokenizer directory not found")
     return AutoTokenizer.from_pretrained(str(path), local_files_only=True)

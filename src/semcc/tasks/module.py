@@ -56,6 +56,7 @@ from semcc.models.cd_head import class_mask
 from semcc.models.encoder import BiTemporalFeatures
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES, required_heads
+from semcc.tasks.sharding import any_rank, is_sharded, shard_semantic_cc, sync_requires_grad
 
 __all__ = ["SemanticCCTask", "tokenizer_files"]
 
@@ -215,13 +216,18 @@ class SemanticCCTask(L.LightningModule):
         self.report_paths: dict[str, Path] = {}
 
     def configure_model(self) -> None:
-        """Compile the parts named in ``compile_parts`` in place (once; their parameter names stay the same)."""
+        """Compile the parts named in ``compile_parts`` in place (once; their parameter names stay the same), and
+        under an FSDP2 strategy (a device mesh) shard the model (:func:`semcc.tasks.sharding.shard_semantic_cc`)."""
         for name in self.compile_parts:
             part = getattr(self.model, name, None)
             if not isinstance(part, torch.nn.Module):
                 raise ValueError(f"compile_parts: the model has no part {name!r}")
             if getattr(part, "_compiled_call_impl", None) is None:
                 part.compile()
+        # FSDP2 (semcc.tasks.sharding.PhaseFSDPStrategy): shard once, after setup() took the fingerprint.
+        if self.device_mesh is not None and not is_sharded(self.model):
+            kwargs = getattr(self.trainer.strategy, "fsdp_kwargs", {})
+            shard_semantic_cc(self.model, self.device_mesh["data_parallel"], trainable=self._trainable, **kwargs)
 
     # ------------------------------------------------------------------------------------------ phases
     def set_phase(self, phase: str) -> None:
@@ -233,6 +239,8 @@ class SemanticCCTask(L.LightningModule):
             self._feature_cache.clear()  # the encoder changes: cached outputs go stale
         for name, param in self.model.named_parameters():
             param.requires_grad_(name in self._trainable and self._part_of[name] in parts)
+        if is_sharded(self.model):
+            sync_requires_grad(self.model)  # FSDP2 fixed each unit's gradient dtype at its first forward
         self._phase = phase
 
     def trainable_parameter_names(self) -> set[str]:
@@ -265,9 +273,12 @@ class SemanticCCTask(L.LightningModule):
         sums = torch.stack([image_a.flatten(1).sum(1), image_b.flatten(1).sum(1)], 1).double().tolist()
         keys = [(name, *s) for name, s in zip(batch["name"], sums, strict=True)]
         missing = [i for i, k in enumerate(keys) if k not in self._feature_cache]
-        if missing:
+        # Sharded, every rank must call the encoder's units when any rank does (their all-gathers must match):
+        # a rank with nothing to encode runs one cached pair and drops it.
+        if any_rank(bool(missing), image_a.device) if is_sharded(self.model) else missing:
+            rows = missing or [0]
             with torch.no_grad():
-                f = self.model.encoder(image_a[missing], image_b[missing])
+                f = self.model.encoder(image_a[rows], image_b[rows])
             for j, i in enumerate(missing):
                 self._feature_cache[keys[i]] = (f.cd_1[j], f.cd_2[j], f.cc_1[j], f.cc_2[j])
         tiers = [torch.stack(t) for t in zip(*(self._feature_cache[k] for k in keys), strict=True)]
