@@ -22,6 +22,7 @@ from semcc.metrics.captioning import (
     CaptionMetrics,
     build_id_vocabulary,
     floor_predictions,
+    meteor_unavailable_reason,
     score_captions,
     score_split,
 )
@@ -231,3 +232,20 @@ def test_semcc_evaluate_errors(tmp_path: Path) -> None:
     bad.write_text('[{"name": "a.png"}]')
     with pytest.raises(LevirDataError, match=r"bad\.json: item 0 needs a string 'name' and a string 'prediction'"):
         load_predictions(bad)
+
+
+@pytest.mark.skipif(meteor_unavailable_reason() is not None, reason="METEOR needs Java")
+def test_meteor_process_out_of_step_is_replaced() -> None:
+    """A METEOR process with an unread answer on its stdout (its line protocol out of step) is restarted: the
+    scores equal those of a fresh process, with a warning."""
+    from semcc.metrics import captioning
+
+    preds = {"a": "two houses are built", "b": "the scene is the same as before"}
+    refs = {"a": ["two new houses are built on the bareland"], "b": ["the scene is the same as before"]}
+    fresh = score_captions(preds, refs)["meteor"]
+    process = captioning._meteor().meteor_p
+    process.stdin.write(b"SCORE ||| a house ||| a house\n")  # an answer nobody reads
+    process.stdin.flush()
+    with pytest.warns(UserWarning, match="out of step"):
+        assert score_captions(preds, refs)["meteor"] == pytest.approx(fresh)
+    assert captioning._meteor().meteor_p is not process

@@ -24,6 +24,7 @@ pair name and scores the whole split once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import warnings
@@ -141,6 +142,23 @@ def _prepare(
     return res, gts
 
 
+def _meteor_score(gts: dict[str, list[str]], res: dict[str, list[str]]) -> float:
+    """METEOR of the split through the shared Java process; a process whose line protocol went out of step (it
+    answered a score request with a statistics line) is replaced once and the split scored again."""
+    global _METEOR
+    try:
+        return float(_meteor().compute_score(gts, res)[0])
+    except (ValueError, BrokenPipeError) as err:
+        warnings.warn(f"METEOR's Java process answered out of step ({err}); restarting it and scoring again",
+                      stacklevel=3)
+        stale, _METEOR = _METEOR, None
+        if stale is not None:
+            with contextlib.suppress(Exception):
+                stale.lock.release()  # pycocoevalcap holds its lock when a read fails
+            stale.meteor_p.kill()
+        return float(_meteor().compute_score(gts, res)[0])
+
+
 def _score(res: dict[str, list[str]], gts: dict[str, list[str]], meteor: bool) -> dict[str, float]:
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -149,7 +167,7 @@ def _score(res: dict[str, list[str]], gts: dict[str, list[str]], meteor: bool) -
     bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
     scores = {f"bleu_{i + 1}": float(b) for i, b in enumerate(bleu)}
     if meteor and (reason := meteor_unavailable_reason()) is None:
-        scores["meteor"] = float(_meteor().compute_score(gts, res)[0])
+        scores["meteor"] = _meteor_score(gts, res)
     elif meteor:
         warnings.warn(reason, stacklevel=3)
     scores["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
