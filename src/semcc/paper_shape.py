@@ -33,8 +33,9 @@ Files written to ``OUT``:
   stored weights; built directly in float16) and a byte-level BPE tokenizer trained here on a small corpus
   (instruction prompts, no-change sentences, the MiniGPT-4 template, LEVIR-like captions) with ``<unk>`` = 0,
   ``<s>`` = 1, ``</s>`` = 2, adding ``<s>`` in front like Llama's tokenizer; no text is ever out of
-  vocabulary; ``"###"`` is one token. Its vocabulary (594 entries at paper widths, where the corpus runs
-  out of merges; 512 at small widths) is smaller than the model's (32000); ids beyond it decode to nothing.
+  vocabulary; ``"###"`` is one token. The corpus runs out of merges after a few hundred entries; the vocabulary
+  is padded to the model's (32000 at paper widths) with filler words (``w0``, ``w1``, ...) that encoding never
+  produces but decoding renders, so every id a random LLM generates decodes to a word.
 * ``paper_shape.json``: the arguments, the widths and the file sizes, written last: a later call with the
   same arguments finds it and does nothing; an interrupted write (no ``paper_shape.json``) is redone.
 
@@ -119,7 +120,7 @@ FILE_NAMES: dict[str, str] = {
 }
 MARKER = "paper_shape.json"
 _PARTIAL = ".paper_shape.writing"
-_FORMAT = 1
+_FORMAT = 2
 _NOISE = 0.02
 _UNK, _BOS, _EOS = "<unk>", "<s>", "</s>"
 
@@ -330,6 +331,13 @@ def _write_tokenizer(directory: Path, vocab_size: int, model_max_length: int) ->
     tok.train_from_iterator(tokenizer_corpus(), trainer)
     if [tok.token_to_id(t) for t in (_UNK, _BOS, _EOS)] != [0, 1, 2]:
         raise RuntimeError("special tokens did not get ids 0, 1, 2")
+    # Pad the vocabulary to the model's with filler words ("Ġw123": decoded as " w123", never produced by
+    # encoding), so that every id a random LLM generates decodes to a word, as with Vicuna's 32,000 pieces.
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    for i in range(vocab_size - len(vocab)):
+        vocab[f"\u0120w{i}"] = len(vocab)
+    tok = Tokenizer.from_str(json.dumps(data))
     tok.post_processor = processors.TemplateProcessing(  # Llama adds <s> in front (add_bos_token)
         single=f"{_BOS} $A", pair=f"{_BOS} $A {_BOS} $B", special_tokens=[(_BOS, 1)]
     )

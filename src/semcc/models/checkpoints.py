@@ -29,7 +29,7 @@ def format_keys(keys: Iterable[str], limit: int = 12) -> str:
 
 def load_state_file(path: str | Path, *, unwrap: tuple[str, ...] = ("model", "state_dict")) -> dict:
     """``torch.load(path, map_location="cpu", weights_only=True)``, unwrapping ``{"model": {...}}``."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
