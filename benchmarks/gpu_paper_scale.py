@@ -117,7 +117,8 @@ def build_task(preset: str, tokenizer: str, device: torch.device, seed: int = 0)
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
-    overrides = {"cc_head": {"freeze_qformer": True, "llm_finetune": "lora"}} if preset == "tiny" else {}
+    overrides = ({"cc_head": {"freeze_qformer": True, "llm_finetune": "lora", "llm_dtype": "bfloat16"}}
+                 if preset == "tiny" else {})
     with device, default_dtype(torch.bfloat16):
         model = build_semantic_cc(preset, img_size=256, tokenizer=tokenizer, **overrides)
     task = SemanticCCTask(model, log_samples=0, seed=seed)

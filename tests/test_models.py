@@ -273,6 +273,9 @@ def test_paper_preset_on_meta_device() -> None:
         vit_1024 = build_semantic_cc("paper", img_size=1024, neck=False, cc_head=False).encoder.vit
     params = list(model.parameters())
     assert all(p.is_meta for p in params)  # nothing allocated
+    llm = dict(model.cc_head.llm.named_parameters())  # frozen Vicuna in bf16, its LoRA adapters fp32 master weights
+    assert {p.dtype for n, p in llm.items() if "lora_" not in n} == {torch.bfloat16}
+    assert {p.dtype for n, p in llm.items() if "lora_" in n} == {torch.float32}
 
     def count(module: torch.nn.Module) -> int:
         return sum(p.numel() for n, p in module.named_parameters() if "lora_" not in n)

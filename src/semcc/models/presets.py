@@ -8,7 +8,8 @@
   paper's freezing.
 * ``paper`` (Sec. IV-C): SAM ViT-L at 256 px (1024 wide, 24 blocks, 16 heads, global 5/11/17/23, window
   14, LoRA r 16), 3 neck units, SimpleFPN 512, MiniGPT-4's Q-Former (BERT-base: 768, 12 layers, vision
-  width 1408, 32 queries), Vicuna-7B (``llm_path``; random Llama-7B shape without it), end marker ``###``.
+  width 1408, 32 queries), Vicuna-7B (``llm_path``; random Llama-7B shape without it) stored in bf16 (its
+  trainable LoRA adapters in float32), end marker ``###``.
   Checkpoint paths default to ``None`` (random init); give them through the part overrides, e.g.
   ``encoder={"checkpoint": "sam_vit_l_0b3195.pth"}``.
 
@@ -68,7 +69,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "cross_attention_frequency": 2, "llm_hidden_size": 4096, "llm_layers": 32, "llm_heads": 32,
             "llm_intermediate_size": 11008, "vocab_size": 32000, "llm_max_positions": 2048, "lora_r": 16,
             "lora_alpha": 32, "lora_dropout": 0.05, "freeze_qformer": True, "llm_finetune": "lora",
-            "end_marker": "###", "max_new_tokens": 40,
+            "llm_dtype": "bfloat16", "end_marker": "###", "max_new_tokens": 40,
         },
     },
 }
