@@ -56,3 +56,11 @@ def test_plain_ddp_fit_runs_and_prints_once(tiny_cli_args, tmp_path: Path) -> No
     assert out.count("semcc: last checkpoint") == 1 and out.count("semcc: logs and metrics go to") == 1
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 6
+    # `semcc test` on 2 processes too: rank 0 writes the report (the log folder is asked on every rank).
+    test = [sys.executable, "-m", "semcc.main", "test", *tiny_cli_args(run), "--trainer.accelerator=cpu",
+            "--trainer.devices=2", "--trainer.strategy=ddp", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            "--model.meteor=false"]
+    result = subprocess.run(test, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert out.count("semcc: test report") == 1 and len(list(run.rglob("metrics.json"))) == 1

@@ -424,11 +424,11 @@ class SemanticCCTask(L.LightningModule):
         scorer.reset()
         if stage == "test":
             self.test_results = results
+            log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks, rank 0 writes
             if self.write_report and self.trainer.is_global_zero and ("detection" in results or captions):
                 results["checkpoint"] = self.trainer.ckpt_path
-                out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-                self.report_paths = write_report(out, results, captions)
-                rank_zero_info("semcc: test report " + ", ".join(str(p) for p in self.report_paths.values()))
+                out = Path(log_dir or self.trainer.default_root_dir)
+                self.report_paths = write_report(out, results, captions)  # the CLI prints where they went
 
     def setup(self, stage: str) -> None:
         """Before the strategy wraps the model: fit DDP to phase-wise training, fingerprint the frozen weights
