@@ -102,3 +102,24 @@ def tiny_checkpoint(tiny_run: Path) -> Path:
     path = tiny_run / "checkpoints" / "last.ckpt"
     assert path.is_file(), sorted(tiny_run.rglob("*"))
     return path
+
+
+@pytest.fixture(scope="session")
+def run_two_process_script(synth_root: Path, synth_config):
+    """``run(script, tmp_path) -> report``: run a 2-process check script of tests/ (Lightning's launcher starts
+    rank 1) on the session's SynthLEVIR and return the JSON report its rank 0 wrote."""
+    import json
+    import subprocess
+    import sys
+
+    def run(script: str, cwd: Path) -> dict:
+        out = cwd / f"{Path(script).stem}.json"
+        env = {**os.environ, "SEMCC_SYNTH_ROOT": str(synth_root), "SEMCC_OUT": str(out),
+               "SEMCC_SYNTH_CONFIG": json.dumps({"pairs": synth_config.pairs, "cd_tiles": synth_config.cd_tiles,
+                                                 "size": synth_config.size})}
+        result = subprocess.run([sys.executable, str(Path(__file__).parent / script)], env=env, cwd=cwd,
+                                capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        return json.loads(out.read_text())
+
+    return run

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -52,15 +48,8 @@ def test_a_unit_training_two_dtypes_is_refused() -> None:
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
-def test_fsdp2_shards_trains_each_phase_and_freezes_exactly(synth_root: Path, synth_config, tmp_path: Path) -> None:
-    out = tmp_path / "fsdp.json"
-    env = {**os.environ, "SEMCC_SYNTH_ROOT": str(synth_root), "SEMCC_OUT": str(out),
-           "SEMCC_SYNTH_CONFIG": json.dumps({"pairs": synth_config.pairs, "cd_tiles": synth_config.cd_tiles,
-                                             "size": synth_config.size})}
-    result = subprocess.run([sys.executable, str(HERE / "fsdp_phase_check.py")], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(out.read_text())
+def test_fsdp2_shards_trains_each_phase_and_freezes_exactly(run_two_process_script, tmp_path: Path) -> None:
+    report = run_two_process_script("fsdp_phase_check.py", tmp_path)
     assert report["world_size"] == 2 and report["strategy"] == "PhaseFSDPStrategy"
     assert report["precision"] == "bf16-mixed"
     assert all(report["units"].values()), report["units"]  # SAM blocks, Llama layers, ..., root; all DTensors

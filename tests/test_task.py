@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -155,15 +152,8 @@ def test_validation_logs_cd_and_caption_metrics(synth_root: Path, synth_config, 
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
-def test_freezing_is_exact_under_two_process_ddp(synth_root: Path, synth_config, tmp_path: Path) -> None:
-    out = tmp_path / "ddp.json"
-    env = {**os.environ, "SEMCC_SYNTH_ROOT": str(synth_root), "SEMCC_OUT": str(out),
-           "SEMCC_SYNTH_CONFIG": json.dumps({"pairs": synth_config.pairs, "cd_tiles": synth_config.cd_tiles,
-                                             "size": synth_config.size})}
-    result = subprocess.run([sys.executable, str(HERE / "ddp_freeze_check.py")], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(out.read_text())
+def test_freezing_is_exact_under_two_process_ddp(run_two_process_script, tmp_path: Path) -> None:
+    report = run_two_process_script("ddp_freeze_check.py", tmp_path)
     assert report["world_size"] == 2 and report["phases"] == ["cd", "cc", "joint"]
     assert report["frozen_moved"] == [], report["frozen_moved"]
     for phase, parts in report["moved_parts"].items():
