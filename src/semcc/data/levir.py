@@ -4,7 +4,7 @@ These produce the inputs of paper Eq. 1 (the bi-temporal pair I_1, I_2) and the 
 y_cc): the three training sets D_cc, D_cd-cc and D_cd of Sec. III-F. SynthLEVIR writes the same layouts,
 so the same classes read real and generated data.
 
-Layouts (DESIGN.md, "Data formats"):
+Layouts (as the data sets are published; the README's "Data" section):
 
 * LEVIR-CC: ``root/LevirCCcaptions.json`` + ``root/images/{split}/{A,B}/NAME.png``.
 * LEVIR-MCI: LEVIR-CC plus ``root/images/{split}/label/NAME.png`` (channel 0: 255 building, 128 road).

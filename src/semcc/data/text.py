@@ -1,7 +1,7 @@
 """Caption text: normalisation, the LEVIR-CC no-change sentences, instruction prompts, word tokenizer.
 
-Used by the LEVIR readers, the metrics protocol (DESIGN.md: lower case, punctuation removed, whitespace
-tokens) and the caption decoder of paper Eq. 7 (``P``, the task instructions of Sec. IV-C). The tiny
+Used by the LEVIR readers, the metrics protocol (:func:`normalize_caption`: lower case, punctuation removed,
+whitespace tokens) and the caption decoder of paper Eq. 7 (``P``, the task instructions of Sec. IV-C). The tiny
 preset's LLM reads captions through a word-level tokenizer built here from the training captions with
 the ``tokenizers`` library and saved as an ordinary Hugging Face tokenizer directory, so that the paper
 preset (Vicuna's SentencePiece tokenizer) and the tiny one load through the same
@@ -60,7 +60,7 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalize_caption(text: str) -> str:
-    """Lower-case ``text``, drop punctuation and collapse whitespace (the metrics protocol of DESIGN.md).
+    """Lower-case ``text``, drop punctuation and collapse whitespace (the metrics protocol).
 
     Hyphens and apostrophes inside words are kept ("lower-right", "t-shaped" are LEVIR-CC words);
     every other punctuation mark becomes a space.

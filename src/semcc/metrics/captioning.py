@@ -1,6 +1,6 @@
 """Caption metrics of Sec. IV-B (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D) computed by pycocoevalcap.
 
-The protocol of DESIGN.md: lower-cased, whitespace-tokenised text with punctuation removed
+The protocol: lower-cased, whitespace-tokenised text with punctuation removed
 (:func:`semcc.data.text.normalize_caption`), every reference of a pair, the whole split scored at once
 (CIDEr's document frequencies depend on the whole split), predictions gathered from every rank and
 de-duplicated by pair name (``DistributedSampler`` pads with repeats). Also reported: S*m =

@@ -113,7 +113,8 @@ class SemanticCCTask(L.LightningModule):
         seed: seed of the caption / instruction draws.
         caption_protocol: ``words`` (default) or ``ids`` (captions scored as vocabulary-id strings, as published
             RSICC-family code does; changes METEOR only). See :mod:`semcc.metrics.captioning`.
-        caption_tokenization: ``simple`` (normalisation of DESIGN.md) or ``ptb`` (pycocoevalcap's PTB tokenizer).
+        caption_tokenization: ``simple`` (:func:`semcc.data.text.normalize_caption`) or ``ptb``
+            (pycocoevalcap's PTB tokenizer).
         meteor: compute METEOR in val/test (needs Java).
         write_report: after ``trainer.test``, write ``metrics.json``, ``report.md`` and ``captions.json`` to the
             run folder (:mod:`semcc.metrics.report`).
