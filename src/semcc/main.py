@@ -95,9 +95,35 @@ def _figure(argv: Sequence[str]) -> int:
 
 
 def _shape_files(argv: Sequence[str]) -> int:
-    from semcc.paper_shape import shape_files_main
+    """``semcc shape-files``: write the files (:func:`semcc.paper_shape.write_paper_shape_checkpoints`) and print
+    their paths and sizes."""
+    from semcc.paper_shape import MARKER, SHAPES, file_size, is_written, write_paper_shape_checkpoints
 
-    return shape_files_main(argv)
+    p = argparse.ArgumentParser(
+        prog="semcc shape-files",
+        description="Write random checkpoint files of the paper's pretrained parts (SAM ViT-L, BLIP-2 Q-Former, "
+        "MiniGPT-4 llama_proj, Vicuna-7B + tokenizer) in their real formats, at the paper's widths with few "
+        "layers, so that the paper config's loaders can run on a CPU.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--vit-depth", type=int, default=2, help="SAM ViT blocks (the last one global)")
+    p.add_argument("--qformer-layers", type=int, default=2, help="Q-Former layers")
+    p.add_argument("--llm-layers", type=int, default=2, help="Llama layers")
+    p.add_argument("--widths", choices=sorted(SHAPES), default="paper", help="paper widths or small test widths")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="rewrite even if OUT holds a complete copy")
+    args = p.parse_args(list(argv))
+    start = time.perf_counter()
+    shape = {"vit_depth": args.vit_depth, "qformer_layers": args.qformer_layers, "llm_layers": args.llm_layers,
+             "widths": args.widths, "seed": args.seed}
+    if not args.overwrite and is_written(args.out, **shape):
+        print(f"already complete in {args.out} (same arguments): nothing written; --overwrite rewrites")
+    paths = write_paper_shape_checkpoints(args.out, overwrite=args.overwrite, **shape)
+    for part, path in paths.items():
+        print(f"{part:<10} {path}  {file_size(path) / 2**20:.1f} MiB")
+    print(f"{'summary':<10} {args.out / MARKER}")
+    print(f"done in {time.perf_counter() - start:.1f}s")
+    return 0
 
 
 def _lightning(subcommand: str) -> Callable[[Sequence[str]], int]:

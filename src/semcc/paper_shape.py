@@ -46,14 +46,12 @@ not change the others. SAM and Q-Former tensors are their modules' initialisatio
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import os
 import random
 import shutil
 import time
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -67,8 +65,8 @@ __all__ = [
     "SHAPES",
     "cc_head_kwargs",
     "file_size",
+    "is_written",
     "sam_encoder_kwargs",
-    "shape_files_main",
     "tokenizer_corpus",
     "write_paper_shape_checkpoints",
 ]
@@ -92,22 +90,17 @@ SHAPES: dict[str, dict[str, dict[str, Any]]] = {
             "vocab_size": 32000, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6,
         },
     },
-    "small": {
-        "sam": {
-            "img_size": 1024, "patch_size": 16, "embed_dim": 64, "num_heads": 4, "mlp_ratio": 4.0,
-            "window_size": 14, "out_chans": 32, "mask_in_chans": 4, "decoder_depth": 2, "decoder_mlp_dim": 64,
-            "decoder_heads": 2, "num_multimask_outputs": 3, "iou_head_depth": 3, "iou_head_hidden_dim": 32,
-        },
-        "qformer": {
-            "hidden_size": 64, "num_heads": 4, "intermediate_size": 128, "encoder_width": 96,
-            "num_query_tokens": 32, "cross_attention_frequency": 2, "vocab_size": 512,
-            "max_position_embeddings": 512,
-        },
-        "llm": {
-            "hidden_size": 64, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 128,
-            "vocab_size": 512, "max_position_embeddings": 2048, "rms_norm_eps": 1e-6,
-        },
-    },
+}
+#: The narrow set: the paper's formats and every other setting, these widths.
+SHAPES["small"] = {
+    part: {**SHAPES["paper"][part], **narrow}
+    for part, narrow in {
+        "sam": {"embed_dim": 64, "num_heads": 4, "out_chans": 32, "mask_in_chans": 4, "decoder_mlp_dim": 64,
+                "decoder_heads": 2, "iou_head_hidden_dim": 32},
+        "qformer": {"hidden_size": 64, "num_heads": 4, "intermediate_size": 128, "encoder_width": 96,
+                    "vocab_size": 512},
+        "llm": {"hidden_size": 64, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 128, "vocab_size": 512},
+    }.items()
 }
 
 #: File (or folder) names under ``OUT``, as the paper config names them (``sam_vit_l.pth`` stands for
@@ -402,6 +395,13 @@ def _is_complete(out: Path, arguments: dict[str, Any], paths: dict[str, Path]) -
     return recorded.get("arguments") == arguments and all(p.exists() for p in paths.values())
 
 
+def is_written(out: str | Path, *, vit_depth: int = 2, qformer_layers: int = 2, llm_layers: int = 2,
+               widths: str = "paper", seed: int = 0) -> bool:
+    """Whether ``out`` holds a complete copy written with these arguments (a write would do nothing)."""
+    out = Path(out).expanduser()
+    return _is_complete(out, _arguments(vit_depth, qformer_layers, llm_layers, widths, seed), _paths(out))
+
+
 def write_paper_shape_checkpoints(
     out: str | Path,
     *,
@@ -468,50 +468,3 @@ def write_paper_shape_checkpoints(
     marker.write_text(json.dumps(summary, indent=2) + "\n")  # last: its presence means the write finished
     partial_marker.unlink()
     return paths
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="semcc shape-files",
-        description="Write random checkpoint files of the paper's pretrained parts (SAM ViT-L, BLIP-2 Q-Former, "
-        "MiniGPT-4 llama_proj, Vicuna-7B + tokenizer) in their real formats, at the paper's widths with few "
-        "layers, so that the paper config's loaders can run on a CPU.",
-    )
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--vit-depth", type=int, default=2, help="SAM ViT blocks (the last one global)")
-    p.add_argument("--qformer-layers", type=int, default=2, help="Q-Former layers")
-    p.add_argument("--llm-layers", type=int, default=2, help="Llama layers")
-    p.add_argument("--widths", choices=sorted(SHAPES), default="paper", help="paper widths or small test widths")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="rewrite even if OUT holds a complete copy")
-    return p
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.2f} GiB"
-
-
-def shape_files_main(argv: Sequence[str]) -> int:
-    """``semcc shape-files``: write the files and print their paths and sizes."""
-    args = _parser().parse_args(list(argv))
-    start = time.perf_counter()
-    arguments = _arguments(args.vit_depth, args.qformer_layers, args.llm_layers, args.widths, args.seed)
-    if not args.overwrite and _is_complete(args.out, arguments, _paths(args.out)):
-        print(f"already complete in {args.out} (same arguments): nothing written; --overwrite rewrites")
-    paths = write_paper_shape_checkpoints(
-        args.out, vit_depth=args.vit_depth, qformer_layers=args.qformer_layers, llm_layers=args.llm_layers,
-        widths=args.widths, seed=args.seed, overwrite=args.overwrite,
-    )
-    seconds = time.perf_counter() - start
-    for part, path in paths.items():
-        print(f"{part:<10} {path}  {_human(file_size(path))}")
-    print(f"{'summary':<10} {args.out / MARKER}")
-    print(f"done in {seconds:.1f}s")
-    return 0

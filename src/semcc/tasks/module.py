@@ -21,26 +21,20 @@ done) is stored so a resumed run continues at the same phase and step. The run's
 CLI as ``run_config``) and the caption tokenizer's files are stored too, so
 :func:`semcc.tasks.loading.load_task` rebuilds the model from the checkpoint file alone.
 
-Options for small budgets (all off by default): ``lr_scale`` gives each part its own learning rate (a
-factor on ``lr``); ``cache_frozen_features`` keeps the encoder's output (both tiers, both times) of every
-training pair seen while the encoder is frozen (phases ``cc`` and ``joint`` of the three-stage strategy)
-and reuses it until a phase trains the encoder again; ``cd_loss="bce_dice"`` adds a soft Dice term to L_cd.
+Options for small budgets (``lr_scale``, ``cache_frozen_features``, ``cd_loss``) are off by default; the
+class docstring says what each does.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
-from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
 from semcc.data.text import INSTRUCTIONS, NO_CHANGE_SENTENCES, is_no_change
@@ -55,42 +49,13 @@ from semcc.metrics.report import write_report
 from semcc.models.cd_head import class_mask
 from semcc.models.encoder import BiTemporalFeatures
 from semcc.models.semantic_cc import SemanticCC
-from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES, required_heads
+from semcc.tasks.identity import FINGERPRINT_VERSION, tokenizer_files
+from semcc.tasks.identity import hash_frozen as _hash_frozen
+from semcc.tasks.losses import cd_loss
+from semcc.tasks.schedule import PHASE_LOSSES, PHASE_PARTS, STRATEGIES, fit_ddp_to_phases, required_heads
 from semcc.tasks.sharding import any_rank, is_sharded, shard_semantic_cc, sync_requires_grad
 
 __all__ = ["SemanticCCTask", "tokenizer_files"]
-
-
-def tokenizer_files(tokenizer: Any) -> dict[str, bytes]:
-    """The files of ``tokenizer.save_pretrained`` as ``{name: bytes}`` (kept in checkpoints)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save_pretrained(tmp)
-        return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
-
-
-#: Version of :func:`_hash_frozen`'s digest stored in checkpoints (2: raw bytes in the stored dtype).
-FINGERPRINT_VERSION = 2
-
-
-def _hash_frozen(model: torch.nn.Module, trainable: set[str], *, legacy: bool = False) -> str:
-    """SHA-256 over the frozen weights of ``model`` (everything in its state dict but ``trainable``).
-
-    Each tensor is hashed as its raw bytes in its stored dtype (no float32 copy; ``legacy``: the float32 copy
-    that checkpoints without a ``fingerprint_version`` were hashed with). Meta tensors are skipped.
-    """
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        if name in trainable or tensor.device.type == "meta":
-            continue
-        h.update(name.encode())
-        h.update(str(tuple(tensor.shape)).encode())
-        t = tensor.detach().cpu()
-        if legacy:
-            h.update(t.float().contiguous().numpy().tobytes())
-        else:
-            h.update(str(t.dtype).encode())
-            h.update(t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 class SemanticCCTask(L.LightningModule):
@@ -250,22 +215,7 @@ class SemanticCCTask(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------ losses
     def _cd_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
-        binary = logits.shape[1] == 1
-        if binary:
-            loss = F.binary_cross_entropy_with_logits(logits[:, 0], mask.float())
-        else:
-            loss = F.cross_entropy(logits, mask.long())
-        if self.hparams.cd_loss == "bce_dice":  # the soft Dice term of the change class(es)
-            if binary:
-                probs, target = torch.sigmoid(logits), mask.float().unsqueeze(1)
-            else:
-                probs = logits.softmax(1)[:, 1:]
-                target = F.one_hot(mask.long(), logits.shape[1]).permute(0, 3, 1, 2)[:, 1:].float()
-            dims = (0, 2, 3)
-            dice = (2 * (probs * target).sum(dims) + 1) / (probs.sum(dims) + target.sum(dims) + 1)
-            loss = loss + (1 - dice).mean()
-        return loss
+        return cd_loss(logits, mask, dice=self.hparams.cd_loss == "bce_dice")
 
     def _encoded(self, batch: dict) -> BiTemporalFeatures:
         """The encoder's output for ``batch`` from the frozen-encoder cache; missing pairs are encoded
@@ -436,31 +386,13 @@ class SemanticCCTask(L.LightningModule):
         (while they are whole, before any sharding), and with ``caption_protocol="ids"`` take the id vocabulary
         from the data module's training captions."""
         if stage == "fit":
-            self._fit_ddp_to_phases()
+            fit_ddp_to_phases(self.trainer.strategy)
         self.frozen_fingerprint()
         datamodule = self._datamodule()
         if self.caption_protocol == "ids" and hasattr(datamodule, "training_captions"):
             vocabulary = build_id_vocabulary(datamodule.training_captions())
             if vocabulary:
                 self.val_cc.vocabulary = self.test_cc.vocabulary = vocabulary
-
-    def _fit_ddp_to_phases(self) -> None:
-        """Each phase trains a subset of the model, so DDP must look for parameters without gradients
-        (``find_unused_parameters``); the plain strategy names (``ddp``, ``ddp_spawn``) leave it off, and their
-        second step would fail. Turn it on for them; refuse an explicit ``False`` with the setting to use."""
-        strategy = self.trainer.strategy
-        if not isinstance(strategy, DDPStrategy):
-            return
-        kwargs = strategy._ddp_kwargs
-        if kwargs.get("find_unused_parameters") is False:
-            raise ValueError(
-                "SemanticCCTask trains a different subset of the model in each phase (Sec. III-F): DDP needs "
-                "find_unused_parameters=True (trainer.strategy: ddp_find_unused_parameters_true, or DDPStrategy "
-                "with find_unused_parameters: true)"
-            )
-        if "find_unused_parameters" not in kwargs:
-            kwargs["find_unused_parameters"] = True
-            rank_zero_info("semcc: DDP set to find_unused_parameters=True (each phase trains a subset)")
 
     def _datamodule(self) -> L.LightningDataModule | None:
         """The trainer's data module, when the task is attached to a trainer that has one."""

@@ -12,9 +12,14 @@ the batches comes from :class:`semcc.data.sampler.PhaseBatchSampler`.
 
 from __future__ import annotations
 
+from typing import Any
+
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero_info
+
 from semcc.data.sampler import STRATEGIES
 
-__all__ = ["PHASE_LOSSES", "PHASE_PARTS", "STRATEGIES", "STRATEGY_PHASES", "required_heads"]
+__all__ = ["PHASE_LOSSES", "PHASE_PARTS", "STRATEGIES", "STRATEGY_PHASES", "fit_ddp_to_phases", "required_heads"]
 
 #: Parts of SemanticCC (attribute names) that train in each phase, as Sec. III-F describes.
 PHASE_PARTS: dict[str, tuple[str, ...]] = {
@@ -41,3 +46,21 @@ def required_heads(strategy: str) -> tuple[str, ...]:
     """The heads (``cd_head``, ``cc_head``) a model needs for ``strategy``: one for each loss its phases compute."""
     losses = {loss for phase in STRATEGY_PHASES[strategy] for loss in PHASE_LOSSES[phase]}
     return tuple(f"{loss}_head" for loss in sorted(losses))
+
+
+def fit_ddp_to_phases(strategy: Any) -> None:
+    """Each phase trains a subset of the model, so DDP must look for parameters without gradients
+    (``find_unused_parameters``); the plain strategy names (``ddp``, ``ddp_spawn``) leave it off, and their
+    second step would fail. Turn it on for them; refuse an explicit ``False`` with the setting to use."""
+    if not isinstance(strategy, DDPStrategy):
+        return
+    kwargs = strategy._ddp_kwargs
+    if kwargs.get("find_unused_parameters") is False:
+        raise ValueError(
+            "SemanticCCTask trains a different subset of the model in each phase (Sec. III-F): DDP needs "
+            "find_unused_parameters=True (trainer.strategy: ddp_find_unused_parameters_true, or DDPStrategy "
+            "with find_unused_parameters: true)"
+        )
+    if "find_unused_parameters" not in kwargs:
+        kwargs["find_unused_parameters"] = True
+        rank_zero_info("semcc: DDP set to find_unused_parameters=True (each phase trains a subset)")
