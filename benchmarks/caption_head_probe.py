@@ -1,12 +1,12 @@
 """How fast does the caption branch (Eq. 7-8) learn change vs no change on fixed encoder features?
 
-Encodes a SynthLEVIR (LEVIR-CC layout) split once with the tiny encoder (frozen, as in phase ii of
+Encodes a SynthLEVIR (LEVIR-CC layout) split once with the ``mini`` preset's encoder (frozen, as in phase ii of
 Sec. III-F), then trains only the caption head on the cached F_cc tiers and reports, after each budget of
 steps, the validation share of pairs whose greedy caption is right about change vs no change, and the
 seconds spent. A fast loop for tuning the caption branch; it prints one table and writes it as JSON.
 
 Usage: ``python benchmarks/caption_head_probe.py --root ~/.cache/semcc/synthlevir-tiny/LEVIR-CC
---steps 500 1000 1500 [--lr 1e-3] [--batch-size 16] [--cc-head '{"enhancer_position": "before"}']``
+--steps 500 1000 1500 [--lr 1e-3] [--batch-size 16] [--cc-head '{"enhancer": {"position": "before"}}']``
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from _common import add_json_argument, report
 from semcc.data.datamodule import SemanticCCDataModule
+from semcc.data.options import EvalDataConfig
 from semcc.data.text import build_word_tokenizer, is_no_change
 from semcc.models import SemanticCC, build_semantic_cc
 
@@ -57,17 +58,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--img-size", type=int, default=256)
-    parser.add_argument("--cc-head", type=json.loads, default={}, help="JSON overrides of the tiny caption head")
+    parser.add_argument("--cc-head", type=json.loads, default={}, help="JSON overrides of the mini caption head")
     parser.add_argument("--seed", type=int, default=0)
     add_json_argument(parser, "caption_head_probe.json")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
     random.seed(args.seed)
-    dm = SemanticCCDataModule(cc_root=str(args.root), eval_batch_size=32)
+    dm = SemanticCCDataModule(cc_root=str(args.root), eval_data=EvalDataConfig(batch_size=32))
     tok_dir = Path(tempfile.mkdtemp()) / "tok"
     build_word_tokenizer(dm.training_captions(), tok_dir)
-    model = build_semantic_cc("tiny", img_size=args.img_size, tokenizer=str(tok_dir), cc_head=args.cc_head)
+    model = build_semantic_cc("mini", img_size=args.img_size, tokenizer=str(tok_dir), cc_head=args.cc_head)
     start = time.perf_counter()
     train = _encode(model, dm.dataloader("cc", "train", shuffle=False))
     val = _encode(model, dm.dataloader("cc", "val", shuffle=False))
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      "val_change_accuracy": round(_change_accuracy(model, *val), 4), "train_s": round(train_s, 1)})
     columns = {"steps": "steps", "samples": "samples", "loss": "loss",
                "val_change_accuracy": "val change/no-change right", "train_s": "train s"}
-    report("caption head probe, tiny caption head on frozen tiny-encoder features", rows, columns,
+    report("caption head probe, mini caption head on frozen mini-encoder features", rows, columns,
            json_path=args.json, dtype="float32", device="cpu",
            notes=[f"encoding {len(train[2])}+{len(val[2])} pairs took {encode_s:.1f} s"],
            extra={"args": {k: str(v) for k, v in vars(args).items()}})

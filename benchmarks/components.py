@@ -23,8 +23,8 @@ from _common import add_json_argument, report
 from semcc.data.levir import LevirMCIDataset
 from semcc.models.encoder import BiTemporalSAMEncoder
 
-TINY = {"img_size": 256, "patch_size": 16, "embed_dim": 64, "depth": 4, "num_heads": 4, "window_size": 4,
-        "global_attn_indexes": (1, 3), "out_chans": 64, "lora_r": 8}
+TINY = {"img_size": 256, "vit": {"patch_size": 16, "embed_dim": 64, "depth": 4, "num_heads": 4, "window_size": 4,
+                                 "global_attn_indexes": (1, 3), "out_chans": 64}, "lora": {"r": 8}}
 
 
 def attention_rows(device: str, batch_size: int, repeats: int) -> list[dict]:

@@ -6,8 +6,8 @@ The naive loop is the authors' setting: one pair at a time, and at every new tok
 identical; the script asserts it. Prints one table and writes it as JSON.
 
 Usage: ``python benchmarks/generate.py [--pairs 64] [--batch-size 32] [--max-new-tokens 24] [--checkpoint CKPT]``
-(a ``semcc fit`` checkpoint of configs/tiny.yaml gives realistic caption lengths; without one the tiny model is
-random and runs to ``max_new_tokens``).
+(a ``semcc fit`` checkpoint of configs/tiny.yaml gives realistic caption lengths; without one the ``mini`` preset
+is built with random weights and runs to ``max_new_tokens``).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         words = ["two houses are built on the bareland at the bottom", "there is no difference"]
         tok = build_word_tokenizer(words, Path(tempfile.mkdtemp()) / "tok")
-        model = build_semantic_cc("tiny", img_size=args.img_size, tokenizer=tok)
+        model = build_semantic_cc("mini", img_size=args.img_size, tokenizer=tok)
         image_a = torch.randn(args.pairs, 3, args.img_size, args.img_size)
         image_b = torch.randn(args.pairs, 3, args.img_size, args.img_size)
     model.eval()

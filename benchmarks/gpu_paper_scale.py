@@ -32,9 +32,9 @@ Everything is bounded by ``--max-seconds`` (default 420: the whole script fits i
 H100 including start-up); rows that would start after the budget are reported as skipped.
 
 GPU: ``python benchmarks/gpu_paper_scale.py`` (defaults: ``--preset paper --device cuda``).
-CPU dry run of the same code on the tiny preset:
-``python benchmarks/gpu_paper_scale.py --preset tiny --device cpu --batch-sizes 1 4 --gen-pairs 8 --gen-batch 8
---naive-pairs 2`` (tiny with the paper's caption-branch freezing: frozen Q-Former, LoRA on the LLM).
+CPU dry run of the same code on the mini preset:
+``python benchmarks/gpu_paper_scale.py --preset mini --device cpu --batch-sizes 1 4 --gen-pairs 8 --gen-batch 8
+--naive-pairs 2`` (mini with the paper's caption-branch freezing: frozen Q-Former, LoRA on the LLM).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ import torch
 from _common import add_json_argument, report
 from generate import naive_captions
 from semcc.models import PRESETS, build_semantic_cc
+from semcc.tasks.evaluator import EvalConfig
 from semcc.tasks.module import SemanticCCTask
 from train_step import (
     PHASE_LABEL,
@@ -83,8 +84,8 @@ def peak_tflops(device: torch.device) -> tuple[float | None, str]:
 def padded_tokenizer(preset: str, captions: list[list[str]], tokenizer: str) -> str:
     """A word tokenizer whose vocabulary fills the preset's LLM vocabulary (``vocab_size``, 32000 for the paper:
     the caption words, then filler words), so every id the random LLM generates decodes to one word; the
-    tokenizer directory unchanged for presets whose vocabulary is the tokenizer's (tiny)."""
-    size = PRESETS[preset]["cc_head"].get("vocab_size")
+    tokenizer directory unchanged for presets whose vocabulary is the tokenizer's (mini, tiny)."""
+    size = PRESETS[preset]["cc_head"].get("llm", {}).get("vocab_size")
     if not size:
         return tokenizer
     from semcc.data.text import build_word_tokenizer
@@ -112,18 +113,18 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 def build_task(preset: str, tokenizer: str, device: torch.device, seed: int = 0) -> tuple[SemanticCCTask, float]:
     """The preset built on ``device`` in bf16, trainable parameters back in float32; returns (task, seconds).
 
-    ``tiny`` gets the paper's caption-branch freezing (frozen Q-Former, LoRA on the LLM) so that a CPU dry run
-    goes through the same dtype paths as the paper preset.
+    ``mini`` and ``tiny`` get the paper's caption-branch freezing (frozen Q-Former, LoRA on the LLM) so that a CPU
+    dry run goes through the same dtype paths as the paper preset.
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
-    overrides = ({"cc_head": {"freeze_qformer": True, "llm_finetune": "lora", "llm_dtype": "bfloat16"}}
-                 if preset == "tiny" else {})
+    overrides = ({"cc_head": {"qformer": {"freeze": True}, "llm": {"finetune": "lora", "dtype": "bfloat16"}}}
+                 if preset != "paper" else {})
     with device, default_dtype(torch.bfloat16):
         model = build_semantic_cc(preset, img_size=256, tokenizer=tokenizer, **overrides)
-    task = SemanticCCTask(model, log_samples=0, seed=seed)
+    task = SemanticCCTask(model, evaluation=EvalConfig(log_samples=0), seed=seed)
     for name, param in task.model.named_parameters():
-        if name in task._trainable:
+        if name in task.trainable:
             param.data = param.data.float()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -250,7 +251,7 @@ def generation_rows(task: SemanticCCTask, args: argparse.Namespace, device: torc
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=["tiny", "paper"], default="paper")
+    parser.add_argument("--preset", choices=["mini", "tiny", "paper"], default="paper")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tokenizer = padded_tokenizer(args.preset, captions, tokenizer)
     task, build_s = build_task(args.preset, tokenizer, device)
     n_params = sum(p.numel() for p in task.model.parameters())
-    n_train = sum(p.numel() for n, p in task.model.named_parameters() if n in task._trainable)
+    n_train = sum(p.numel() for n, p in task.model.named_parameters() if n in task.trainable)
     print(f"built {args.preset} on {device} ({card}) in {build_s:.1f} s: {n_params / 1e6:.1f} M parameters, "
           f"{n_train / 1e6:.1f} M trainable", flush=True)
 
@@ -288,7 +289,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.compile:
         fitted = [r["batch"] for r in train if r.get("status") == "ok"]
         if fitted:
-            compiled = SemanticCCTask(task.model, log_samples=0, compile_parts=["encoder", "neck"])
+            compiled = SemanticCCTask(task.model, evaluation=EvalConfig(log_samples=0),
+                                      compile_parts=["encoder", "neck"])
             compiled.configure_model()
             sub = argparse.Namespace(**{**vars(args), "batch_sizes": [max(fitted)]})
             train += training_rows(compiled, sub, device, captions, deadline, peak,

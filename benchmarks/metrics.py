@@ -1,11 +1,11 @@
 """Seconds to score a LEVIR-CC-test-sized split (1,929 pairs x 5 references) with the semcc protocol.
 
-Scores the two floors (constant, oracle-constant) on the real LEVIR-CC test split from
-``../shared/data/levir-cc-real/LevirCCcaptions.json.gz`` (or ``--captions``) with
+Scores the two floors (constant, oracle-constant) on the real LEVIR-CC test split of a ``LevirCCcaptions.json``
+(or ``.json.gz``) you give (``--captions PATH``, or ``$SEMCC_LEVIR_DIR/LevirCCcaptions.json[.gz]``) with
 :func:`semcc.metrics.captioning.score_split` (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, S*m, subsets), timing each.
 Prints one table and writes it as JSON.
 
-Usage: ``python benchmarks/metrics.py [--captions PATH] [--no-meteor]``
+Usage: ``python benchmarks/metrics.py --captions PATH [--no-meteor]``
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import time
 from pathlib import Path
 
@@ -20,15 +21,27 @@ from _common import add_json_argument, report
 from semcc.data.text import most_frequent_changed_caption
 from semcc.metrics.captioning import floor_predictions, score_split
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "levir-cc-real" / "LevirCCcaptions.json.gz"
+
+def _default_captions() -> Path | None:
+    """``$SEMCC_LEVIR_DIR/LevirCCcaptions.json`` (or ``.json.gz``) when the variable names a folder that has one."""
+    root = os.environ.get("SEMCC_LEVIR_DIR")
+    if not root:
+        return None
+    found = [p for p in (Path(root) / "LevirCCcaptions.json", Path(root) / "LevirCCcaptions.json.gz") if p.is_file()]
+    return found[0] if found else None
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--captions", type=Path, default=DEFAULT, help="LevirCCcaptions.json(.gz)")
+    parser.add_argument("--captions", type=Path, default=_default_captions(),
+                        help="LevirCCcaptions.json(.gz) of LEVIR-CC (default: in $SEMCC_LEVIR_DIR)")
     parser.add_argument("--no-meteor", action="store_true")
     add_json_argument(parser, "metrics_benchmark.json")
     args = parser.parse_args(argv)
+    if args.captions is None:
+        parser.error("give the real LEVIR-CC captions: --captions PATH (or set SEMCC_LEVIR_DIR to their folder)")
+    if not args.captions.is_file():
+        parser.error(f"{args.captions}: captions file not found")
     opener = gzip.open if args.captions.suffix == ".gz" else open
     with opener(args.captions, "rt") as f:
         images = json.load(f)["images"]

@@ -37,7 +37,8 @@ from _common import add_json_argument, report
 from semcc.cli import CONFIG_DIR, SemanticCCCLI
 from semcc.data.datamodule import SemanticCCDataModule
 from semcc.paper_shape import write_paper_shape_checkpoints
-from semcc.tasks.module import SemanticCCTask, _hash_frozen
+from semcc.tasks.identity import hash_frozen
+from semcc.tasks.module import SemanticCCTask
 
 DEFAULT_FILES = Path("~/.cache/semcc/paper-shape").expanduser()
 
@@ -117,13 +118,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"--trainer.logger.init_args.save_dir={out}", "--trainer.enable_progress_bar=false"]
     head = "--model.model.init_args.cc_head.init_args"
     enc = "--model.model.init_args.encoder.init_args"
-    cli_args += [f"{enc}.checkpoint={args.files / 'sam_vit_l.pth'}", f"{head}.llm_path={args.files / 'vicuna-7b'}",
-                 f"{head}.qformer_checkpoint={args.files / 'blip2_pretrained_flant5xxl.pth'}",
+    cli_args += [f"{enc}.checkpoint={args.files / 'sam_vit_l.pth'}", f"{head}.llm.path={args.files / 'vicuna-7b'}",
+                 f"{head}.qformer.checkpoint={args.files / 'blip2_pretrained_flant5xxl.pth'}",
                  f"{head}.llama_proj_checkpoint={args.files / 'pretrained_minigpt4.pth'}"]
     if args.precision:
         cli_args.append(f"--trainer.precision={args.precision}")
     if args.llm_dtype:
-        cli_args.append(f"{head}.llm_dtype={args.llm_dtype}")
+        cli_args.append(f"{head}.llm.dtype={args.llm_dtype}")
     # The CLI reads `cli_args` only; Lightning's DDP launcher starts rank 1 later by re-running this script with
     # its own arguments (sys.argv, restored by then).
     saved_argv, sys.argv = sys.argv, sys.argv[:1]
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     trainer.save_checkpoint(ckpt)
     save_s = time.perf_counter() - start
     start = time.perf_counter()
-    _hash_frozen(task.model, task._trainable)
+    hash_frozen(task.model, task.trainable)
     hash_s = time.perf_counter() - start
     trainer.strategy.barrier()
     if not trainer.is_global_zero:
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
                                "samples_per_s": round(world * batch / slow, 3)})
     rank_rows = [{"rank": r["rank"], "loaded": r["loaded_rss_mib"], "end": r["end_rss_mib"],
                   "weights": ", ".join(f"{k} {v} MiB" for k, v in r["weights_mib"].items())} for r in ranks]
-    n_train = sum(p.numel() for n, p in task.model.named_parameters() if n in task._trainable)
+    n_train = sum(p.numel() for n, p in task.model.named_parameters() if n in task.trainable)
     ckpt_rows = [{"file_mib": round(ckpt.stat().st_size / 2**20, 1), "save_s": round(save_s, 2),
                   "trainable_m": round(n_train / 1e6, 1), "fingerprint_s": round(hash_s, 2)}]
     precision = str(trainer.precision)

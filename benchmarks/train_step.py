@@ -1,7 +1,7 @@
 """Training-step speed and memory per phase of Sec. III-F (i ``cd``, ii ``cc``, iii ``joint``).
 
-For a preset (``tiny`` or ``paper``), batch sizes, precisions (``32``: float32; ``bf16``: float32 weights under
-``torch.autocast(bfloat16)``, as Lightning's ``bf16-mixed``) and, with ``--compile``, eager vs
+For a preset (``mini``, ``tiny`` or ``paper``), batch sizes, precisions (``32``: float32; ``bf16``: float32 weights
+under ``torch.autocast(bfloat16)``, as Lightning's ``bf16-mixed``) and, with ``--compile``, eager vs
 ``SemanticCCTask(compile_parts=["encoder", "neck"])`` (``torch.compile`` of the encoder and the neck): one
 training step is the real task's step: ``SemanticCCTask.set_phase`` freezes what the phase keeps frozen,
 ``SemanticCCTask._losses`` computes the loss of Eq. 9 that the phase trains, then backward and an AdamW step
@@ -13,8 +13,8 @@ beforehand (no data loading is timed). Warm-up steps (compilation included) are 
 reported apart. Peak memory: CUDA ``max_memory_allocated`` (weights included), CPU peak RSS growth over the
 measured steps (see ``_common.PeakMemory``).
 
-Usage (the README's table): ``python benchmarks/train_step.py --preset tiny --batch-sizes 1 8 --precision 32 bf16``
-and ``python benchmarks/train_step.py --preset tiny --batch-sizes 8 --precision 32 --compile``.
+Usage (the README's table): ``python benchmarks/train_step.py --preset mini --batch-sizes 1 8 --precision 32 bf16``
+and ``python benchmarks/train_step.py --preset mini --batch-sizes 8 --precision 32 --compile``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import torch
 
 from _common import PeakMemory, add_json_argument, mib, report
 from semcc.models import build_semantic_cc
+from semcc.tasks.evaluator import EvalConfig
 from semcc.tasks.module import SemanticCCTask
 
 PHASES: tuple[str, ...] = ("cd", "cc", "joint")
@@ -93,7 +94,7 @@ def make_batch(
 
 def build_optimizer(task: SemanticCCTask, lr: float = 1e-4, weight_decay: float = 0.01) -> torch.optim.AdamW:
     """AdamW over every parameter that trains in some phase, grouped as ``configure_optimizers`` does."""
-    params = [p for n, p in task.model.named_parameters() if n in task._trainable]
+    params = [p for n, p in task.model.named_parameters() if n in task.trainable]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -119,7 +120,7 @@ def train_step(
     phase = batch["phase"]
     task.set_phase(phase)
     with autocast(batch["image_a"].device, precision):
-        loss = task._losses(batch, phase)["loss"]
+        loss = task.losses(batch, phase)["loss"]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -189,7 +190,7 @@ def build_task(preset: str, tokenizer: str, img_size: int, compile_parts: Sequen
     """The preset's model in a :class:`SemanticCCTask` (``configure_model`` run: compiled parts wrapped)."""
     with _seeded(seed):
         model = build_semantic_cc(preset, img_size=img_size, tokenizer=tokenizer, **overrides)
-    task = SemanticCCTask(model, log_samples=0, compile_parts=list(compile_parts), seed=seed)
+    task = SemanticCCTask(model, evaluation=EvalConfig(log_samples=0), compile_parts=list(compile_parts), seed=seed)
     task.configure_model()
     return task
 
@@ -223,7 +224,7 @@ def _isolated(config: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", choices=["tiny", "paper"], default="tiny")
+    parser.add_argument("--preset", choices=["mini", "tiny", "paper"], default="mini")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--precision", nargs="+", choices=["32", "bf16"], default=["32", "bf16"])
     parser.add_argument("--compile", action="store_true",

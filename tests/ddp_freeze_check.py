@@ -15,9 +15,12 @@ import lightning as L
 import torch
 
 from semcc.data.datamodule import SemanticCCDataModule
+from semcc.data.options import CDCropConfig
 from semcc.data.synthetic import SynthLEVIRConfig
 from semcc.models import build_semantic_cc
+from semcc.tasks.evaluator import EvalConfig
 from semcc.tasks.module import SemanticCCTask
+from semcc.tasks.schedule import OptimConfig
 
 
 class Boundaries(L.Callback):
@@ -40,11 +43,11 @@ def main() -> None:
     config = SynthLEVIRConfig(**json.loads(os.environ["SEMCC_SYNTH_CONFIG"]), workers=1)
     dm = SemanticCCDataModule(
         synth_root=str(root), synth=config, tokenizer_dir=str(Path.cwd() / "tok"), batch_size=2,
-        cd_crop_size=64, cd_samples_per_tile=2,
+        cd=CDCropConfig(crop_size=64, samples_per_tile=2),
     )
     L.seed_everything(0)
-    model = build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path)
-    task = SemanticCCTask(model, lr=1e-3, weight_decay=0.1, log_samples=0)
+    model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path)
+    task = SemanticCCTask(model, optim=OptimConfig(lr=1e-3, weight_decay=0.1), evaluation=EvalConfig(log_samples=0))
     recorder = Boundaries()
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy="ddp",  # the plain name: the task turns on find_unused_parameters
@@ -54,12 +57,12 @@ def main() -> None:
     trainer.fit(task, datamodule=dm)
 
     assert trainer.strategy._ddp_kwargs["find_unused_parameters"] is True
-    trainable = task._trainable
-    from semcc.tasks.schedule import PHASE_PARTS
+    trainable = task.trainable
+    from semcc.strategies import PHASES
 
     frozen_moved, moved_parts = [], {}
     for (phase, before), (_, after) in zip(recorder.snapshots, recorder.snapshots[1:], strict=False):
-        parts = set(PHASE_PARTS[phase])
+        parts = set(PHASES[phase].parts)
         moved = {n for n in before if not torch.equal(before[n], after[n])}
         frozen_moved += [f"{phase}:{n}" for n in moved if not (n in trainable and n.split(".", 1)[0] in parts)]
         moved_parts[phase] = sorted({n.split(".", 1)[0] for n in moved})

@@ -27,17 +27,21 @@ from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 
 from semcc.data.datamodule import SemanticCCDataModule
+from semcc.data.options import CDCropConfig
 from semcc.data.synthetic import SynthLEVIRConfig
 from semcc.models import build_semantic_cc, preset_kwargs
-from semcc.tasks.module import SemanticCCTask, _hash_frozen
-from semcc.tasks.schedule import PHASE_PARTS
+from semcc.strategies import PHASES
+from semcc.tasks.evaluator import EvalConfig
+from semcc.tasks.identity import hash_frozen
+from semcc.tasks.module import SemanticCCTask
+from semcc.tasks.schedule import OptimConfig
 from semcc.tasks.sharding import (
     PhaseFSDPStrategy,
     full_state_dict,
     unit_dtype_plan,
 )
 
-CC_HEAD = {"llm_dtype": "bfloat16", "freeze_qformer": True, "llm_finetune": "lora", "max_new_tokens": 6}
+CC_HEAD = {"llm": {"dtype": "bfloat16", "finetune": "lora"}, "qformer": {"freeze": True}, "max_new_tokens": 6}
 
 
 class ShardedTask(SemanticCCTask):
@@ -128,7 +132,7 @@ def _run_config(tokenizer: str | None) -> str:
     """The YAML a ``semcc fit`` of this model would store (seed and ``model.model``), for ``load_task``."""
     classes = {"encoder": "BiTemporalSAMEncoder", "neck": "MultiTaskNeck", "cd_head": "ChangeDetectionHead",
                "cc_head": "ChangeCaptionHead"}
-    kwargs = preset_kwargs("tiny", img_size=64, tokenizer=tokenizer, cc_head=CC_HEAD)
+    kwargs = preset_kwargs("mini", img_size=64, tokenizer=tokenizer, cc_head=CC_HEAD)
     parts = {
         name: {"class_path": f"semcc.models.{classes[name]}",
                "init_args": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
@@ -140,9 +144,10 @@ def _run_config(tokenizer: str | None) -> str:
 
 def _task(dm: SemanticCCDataModule) -> ShardedTask:
     L.seed_everything(0, verbose=False)
-    model = build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path, cc_head=CC_HEAD)
+    model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path, cc_head=CC_HEAD)
     # cache_frozen_features: phases cc and joint call model.encoder directly (outside the root's forward).
-    task = ShardedTask(model, lr=1e-3, weight_decay=0.1, log_samples=0, meteor=False, write_report=False,
+    task = ShardedTask(model, optim=OptimConfig(lr=1e-3, weight_decay=0.1),
+                       evaluation=EvalConfig(log_samples=0, meteor=False, write_report=False),
                        cache_frozen_features=True)
     task.run_config = _run_config(dm.tokenizer_path)
     return task
@@ -170,7 +175,7 @@ def _fingerprint_on_sharded(task: SemanticCCTask) -> str:
     sharded model: the type of the values and the outcome."""
     sample = next(v for k, v in task.model.state_dict().items() if k.startswith("encoder.vit.blocks.0."))
     try:
-        digest = _hash_frozen(task.model, task._trainable)
+        digest = hash_frozen(task.model, task.trainable)
     except Exception as err:  # reported, not handled
         return f"{type(sample).__name__}: raises {type(err).__name__}: {str(err)[:160]}"
     return f"{type(sample).__name__}: {digest}"
@@ -183,10 +188,10 @@ def main() -> None:
     run = Path.cwd()
     dm = SemanticCCDataModule(
         synth_root=str(root), synth=config, tokenizer_dir=str(run / "tok"), batch_size=2,
-        cd_crop_size=64, cd_samples_per_tile=2,
+        cd=CDCropConfig(crop_size=64, samples_per_tile=2),
     )
     task = _task(dm)
-    plan = unit_dtype_plan(task.model, task._trainable)
+    plan = unit_dtype_plan(task.model, task.trainable)
     recorder = Recorder()
     saver = ModelCheckpoint(dirpath=run / "ckpts", every_n_train_steps=5, save_top_k=-1, filename="{step}")
     trainer = _trainer(run / "a", [recorder, saver], validate=True)
@@ -206,12 +211,12 @@ def main() -> None:
         "all_dtensor": all(isinstance(p, DTensor) for p in model.parameters()),
     }
     llm_dtypes = sorted({str(p.dtype) for n, p in model.cc_head.llm.named_parameters() if "lora_" not in n})
-    trainable_dtypes = sorted({str(p.dtype) for n, p in model.named_parameters() if n in task._trainable})
+    trainable_dtypes = sorted({str(p.dtype) for n, p in model.named_parameters() if n in task.trainable})
 
-    trainable = task._trainable
+    trainable = task.trainable
     frozen_moved, moved_parts = [], {}
     for phase, before, after in recorder.phase_spans():
-        parts = set(PHASE_PARTS[phase])
+        parts = set(PHASES[phase].parts)
         moved = {n for n in before if not torch.equal(before[n], after[n])}
         frozen_moved += [f"{phase}:{n}" for n in moved if not (n in trainable and n.split(".", 1)[0] in parts)]
         moved_parts[phase] = sorted({n.split(".", 1)[0] for n in moved})
@@ -243,7 +248,7 @@ def main() -> None:
     saved = torch.load(ckpt, map_location="cpu", weights_only=False)
     dm2 = SemanticCCDataModule(
         synth_root=str(root), synth=config, tokenizer_dir=str(run / "tok"), batch_size=2,
-        cd_crop_size=64, cd_samples_per_tile=2,
+        cd=CDCropConfig(crop_size=64, samples_per_tile=2),
     )
     resumed_task = _task(dm2)
     resumed = Recorder()
@@ -265,7 +270,7 @@ def main() -> None:
             "plan": plan,
             "phases": [p for p, _, _ in recorder.phase_spans()],
             "first_flip_on_gathered_root": task.first_flip_on_gathered_root,
-            "cached_pairs": len(task._feature_cache),
+            "cached_pairs": len(task.feature_cache),
             "generation_by_rank": generation,
             "steps": trainer.global_step,
             "sanity_metrics": recorder.sanity_metrics,

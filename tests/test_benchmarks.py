@@ -17,6 +17,7 @@ import _common  # noqa: E402
 import fit_tiny  # noqa: E402
 import train_step  # noqa: E402
 from semcc.models import build_semantic_cc  # noqa: E402
+from semcc.tasks.evaluator import EvalConfig  # noqa: E402
 from semcc.tasks.module import SemanticCCTask  # noqa: E402
 
 
@@ -66,27 +67,27 @@ def test_synthetic_batches_train_one_step(tokenizer_dir: str, phase: str, one_th
     batch = train_step.make_batch(phase, 2, 64, captions, torch.device("cpu"))
     assert batch["image_a"].shape == (2, 3, 64, 64) and batch["phase"] == phase
     assert ("mask" in batch) == (phase != "cc") and any(batch["captions"]) == (phase != "cd")
-    task = train_step.build_task("tiny", tokenizer_dir, 64)
+    task = train_step.build_task("mini", tokenizer_dir, 64)
     optimizer = train_step.build_optimizer(task)
     before = {n: p.detach().clone() for n, p in task.model.named_parameters()}
     loss = train_step.train_step(task, optimizer, batch, "32")
     assert loss == loss  # finite, not NaN
     changed = {n.split(".", 1)[0] for n, p in task.model.named_parameters() if not torch.equal(before[n], p)}
-    from semcc.tasks.schedule import PHASE_PARTS
+    from semcc.strategies import PHASES
 
-    assert changed and changed <= set(PHASE_PARTS[phase])
+    assert changed and changed <= set(PHASES[phase].parts)
 
 
 def test_compile_parts_keeps_state_dict_keys(tokenizer_dir: str) -> None:
-    model = build_semantic_cc("tiny", img_size=64, tokenizer=tokenizer_dir)
-    task = SemanticCCTask(model, compile_parts=["encoder", "neck"], log_samples=0)
+    model = build_semantic_cc("mini", img_size=64, tokenizer=tokenizer_dir)
+    task = SemanticCCTask(model, compile_parts=["encoder", "neck"], evaluation=EvalConfig(log_samples=0))
     keys = list(task.state_dict())
     task.configure_model()
     task.configure_model()  # idempotent
     assert list(task.state_dict()) == keys
     assert task.model.encoder._compiled_call_impl is not None and task.model.cd_head._compiled_call_impl is None
     with pytest.raises(ValueError, match="no part"):
-        SemanticCCTask(model, compile_parts=["decoder"], log_samples=0).configure_model()
+        SemanticCCTask(model, compile_parts=["decoder"], evaluation=EvalConfig(log_samples=0)).configure_model()
 
 
 def test_last_validation_merges_the_last_epoch(tmp_path: Path) -> None:

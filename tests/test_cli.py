@@ -1,4 +1,5 @@
-"""The `semcc` command line: usage, `semcc synth` and its preview picture, a plain 2-process DDP fit."""
+"""The `semcc` command line: usage, `semcc synth` and its preview picture, a plain 2-process DDP fit and test
+(the console without third-party adverts and known-harmless warnings; errors: tests/test_commands.py)."""
 
 from __future__ import annotations
 
@@ -48,19 +49,21 @@ def test_plain_ddp_fit_runs_and_prints_once(tiny_cli_args, tmp_path: Path) -> No
     """What a user types for 2 processes: `semcc fit ... --trainer.devices 2 --trainer.strategy ddp`."""
     run = tmp_path / "ddp"
     args = [sys.executable, "-m", "semcc.main", "fit", *tiny_cli_args(run), "--trainer.accelerator=cpu",
-            "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_steps=6", "--model.meteor=false"]
+            "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.max_steps=6", "--model.evaluation.meteor=false"]
     result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert out.count("semcc: DDP set to find_unused_parameters=True") == 1
     assert out.count("semcc: last checkpoint") == 1 and out.count("semcc: logs and metrics go to") == 1
+    assert "Tip: For seamless cloud" not in out and "LeafSpec" not in out  # quiet console: no advert, no noise
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 6
     # `semcc test` on 2 processes too: rank 0 writes the report (the log folder is asked on every rank).
     test = [sys.executable, "-m", "semcc.main", "test", *tiny_cli_args(run), "--trainer.accelerator=cpu",
             "--trainer.devices=2", "--trainer.strategy=ddp", f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
-            "--model.meteor=false"]
+            "--model.evaluation.meteor=false"]
     result = subprocess.run(test, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-4000:]
     assert out.count("semcc: test report") == 1 and len(list(run.rglob("metrics.json"))) == 1
+    assert "The dirpath has changed" not in out and "Tip: For seamless cloud" not in out

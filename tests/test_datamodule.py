@@ -12,11 +12,13 @@ import torch
 
 from semcc.data.datamodule import TOKENIZER_STAMP, SemanticCCDataModule, collate_change_samples
 from semcc.data.levir import LevirCCDataset
+from semcc.data.options import CDCropConfig, EvalDataConfig, LoaderConfig, PhaseConfig
 from semcc.data.text import load_tokenizer, tokenize_caption
 
 
-def _module(synth_root: Path, synth_config, **kw) -> SemanticCCDataModule:
-    return SemanticCCDataModule(synth_root=str(synth_root), synth=synth_config, cd_crop_size=64, **kw)
+def _module(synth_root: Path, synth_config, *, samples_per_tile: int = 4, **kw) -> SemanticCCDataModule:
+    cd = CDCropConfig(crop_size=64, samples_per_tile=samples_per_tile)
+    return SemanticCCDataModule(synth_root=str(synth_root), synth=synth_config, cd=cd, **kw)
 
 
 @pytest.mark.parametrize("source", ["cd", "cc", "joint"])
@@ -41,12 +43,12 @@ def test_training_batch_of_four_from_each_source(synth_root: Path, synth_config,
 
 
 def test_eval_loaders_and_batch_sizes(synth_root: Path, synth_config) -> None:
-    dm = _module(synth_root, synth_config, batch_size=4, eval_batch_size=5)
+    dm = _module(synth_root, synth_config, batch_size=4, eval_data=EvalDataConfig(batch_size=5))
     dm.setup("validate")
     (val,) = dm.val_dataloader()  # joint by default
     sizes = [len(b["name"]) for b in val]
     assert sizes == [5, 1]  # six val pairs, nothing dropped
-    dm2 = _module(synth_root, synth_config, val_sources=["cc", "cd"], batch_size=3)
+    dm2 = _module(synth_root, synth_config, eval_data=EvalDataConfig(sources=["cc", "cd"]), batch_size=3)
     dm2.setup("test")
     cc, cd = dm2.test_dataloader()
     assert sum(len(b["name"]) for b in cc) == 6
@@ -66,6 +68,46 @@ def test_collate_keeps_every_reference(synth_root: Path, synth_config) -> None:
     assert batch["captions"] == [ds.captions(i) for i in range(3)]
     with pytest.raises(ValueError, match="mixes samples with and without masks"):
         collate_change_samples([ds[0], _module(synth_root, synth_config).dataset("joint", "train")[0]])
+
+
+def test_option_groups_reach_the_datasets_and_the_hparams(synth_root: Path, synth_config) -> None:
+    dm = SemanticCCDataModule(
+        synth_root=str(synth_root), synth=synth_config, batch_size=2,
+        eval_data=EvalDataConfig(sources=["cc", "cd"], predict_split="val"),
+        loader=LoaderConfig(pin_memory=False, cache_images=True, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
+                            joint_mask_mode="classes"),
+        cd=CDCropConfig(crop_size=32, samples_per_tile=3, flip=False, positive_fraction=0.5, cache_images=True),
+    )
+    assert dm.eval_batch_size == 2 and dm.pin_memory is False and dm.val_sources == ["cc", "cd"]
+    cc, joint = dm.dataset("cc", "train"), dm.dataset("joint", "train")
+    assert cc.cache_images and joint.cache_images and joint.mask_mode == "classes"
+    assert cc.normalize.mean.flatten().tolist() == [0.0, 0.0, 0.0] and cc.normalize.std.flatten().tolist() == [1.0] * 3
+    train, test = dm.dataset("cd", "train"), dm.dataset("cd", "test")
+    assert (train.mode, train.crop_size, train.samples_per_tile, train.flip, train.positive_fraction) == (
+        "random", 32, 3, False, 0.5)
+    assert (test.mode, test.crop_size, test.samples_per_tile, test.positive_fraction) == ("grid", 32, 1, 0.0)
+    assert train.cache_images and test.cache_images
+    assert [n for b in dm.predict_dataloader() for n in b["name"]] == LevirCCDataset(
+        synth_root / "LEVIR-CC", "val").names  # joint, the predict source, reads the same pairs as cc
+    # Checkpoints and logs keep the groups as plain mappings, as in YAML.
+    assert dm.hparams["cd"] == {"crop_size": 32, "samples_per_tile": 3, "flip": False, "positive_fraction": 0.5,
+                                "cache_images": True}
+    assert dm.hparams_initial["phases"] == {"seed": 0, "repeats": {}, "allow_missing": False}
+    assert dm.hparams["eval_data"]["sources"] == ["cc", "cd"] and dm.hparams["loader"]["joint_mask_mode"] == "classes"
+    assert dm.hparams["synth"]["size"] == synth_config.size
+
+
+def test_phases_allow_missing_runs_the_phases_that_have_data(synth_root: Path, synth_config) -> None:
+    def loader(**kw):
+        dm = _module(synth_root, synth_config, sources=["cd", "cc"], batch_size=4, samples_per_tile=2, **kw)
+        dm.setup("fit")
+        return dm.train_dataloader()
+
+    with pytest.raises(ValueError, match=r"\['joint'\] is not configured"):
+        loader()
+    with pytest.warns(UserWarning, match=r"running only the phases \['cd', 'cc'\]"):
+        batches = list(loader(phases=PhaseConfig(allow_missing=True)))
+    assert batches[0]["phase"] == "cd" and {b["phase"] for b in batches} == {"cd", "cc"}
 
 
 def test_synthlevir_generated_once_then_reused(synth_config, tmp_path: Path) -> None:
@@ -144,7 +186,7 @@ def test_configuration_errors(synth_root: Path, tmp_path: Path) -> None:
     [("three_stage", ["cd", "cc", "joint"]), ("two_stage", ["cd", "cc"]), ("one_stage", ["all"])],
 )
 def test_train_loader_yields_phases_in_order(synth_root: Path, synth_config, strategy: str, phases: list) -> None:
-    dm = _module(synth_root, synth_config, batch_size=4, strategy=strategy, cd_samples_per_tile=2)
+    dm = _module(synth_root, synth_config, batch_size=4, strategy=strategy, samples_per_tile=2)
     dm.setup("fit")
     batches = list(dm.train_dataloader())
     seen = [b["phase"] for b in batches]
@@ -161,7 +203,8 @@ def test_train_loader_yields_phases_in_order(synth_root: Path, synth_config, str
 
 
 def test_phase_sampler_shards_ranks_equally_and_resumes() -> None:
-    from semcc.data.sampler import PhaseBatchSampler, phases_for
+    from semcc.data.sampler import PhaseBatchSampler
+    from semcc.strategies import phases_for
 
     phases = phases_for("three_stage", ["cd", "cc", "joint"])
     lengths = {"cd": 7, "cc": 10, "joint": 5}
@@ -185,7 +228,8 @@ def test_phase_sampler_shards_ranks_equally_and_resumes() -> None:
 
 
 def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_config) -> None:
-    from semcc.data.sampler import PhaseBatchSampler, phases_for
+    from semcc.data.sampler import PhaseBatchSampler
+    from semcc.strategies import phases_for
 
     phases = phases_for("three_stage", ["cd", "cc", "joint"])
     lengths = {"cd": 7, "cc": 10, "joint": 5}
@@ -200,22 +244,22 @@ def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_
     assert cc[:8] == [i for b in plain for (s, i, _) in b if s == "cc"][:8]
     with pytest.raises(ValueError, match="repeats must be at least 1"):
         PhaseBatchSampler(lengths, phases, 4, repeats={"cc": 0})
-    dm = _module(synth_root, synth_config, batch_size=4, cd_samples_per_tile=2, train_repeats={"cc": 2})
+    dm = _module(synth_root, synth_config, batch_size=4, samples_per_tile=2, phases=PhaseConfig(repeats={"cc": 2}))
     dm.setup("fit")
     counts = {}
     for b in dm.train_dataloader():
         counts[b["phase"]] = counts.get(b["phase"], 0) + len(b["name"])
     assert counts == {"cd": 4, "cc": 24, "joint": 12}
-    with pytest.raises(ValueError, match="train_repeats has unknown sources"):
-        _module(synth_root, synth_config, train_repeats={"seg": 2})
+    with pytest.raises(ValueError, match=r"phases\.repeats has unknown sources"):
+        _module(synth_root, synth_config, phases=PhaseConfig(repeats={"seg": 2}))
 
 
 def test_a_strategy_without_data_for_a_phase_stops_unless_allowed() -> None:
-    from semcc.data.sampler import phases_for
+    from semcc.strategies import phases_for
 
     with pytest.raises(ValueError, match=r"\['joint'\] is not configured \(set data.joint_root\)"):
         phases_for("three_stage", ["cd", "cc"])
-    with pytest.raises(ValueError, match="allow_missing_phases"):
+    with pytest.raises(ValueError, match=r"data\.phases\.allow_missing: true"):
         phases_for("two_stage", ["cc"])
     with pytest.warns(UserWarning, match=r"running only the phases \['cd', 'cc'\]"):
         assert [p.name for p in phases_for("three_stage", ["cd", "cc"], allow_missing=True)] == ["cd", "cc"]

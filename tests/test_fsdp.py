@@ -8,17 +8,17 @@ import pytest
 import torch
 
 from semcc.models import build_semantic_cc
+from semcc.strategies import PHASES
 from semcc.tasks.loading import load_task
-from semcc.tasks.schedule import PHASE_PARTS
 from semcc.tasks.sharding import fsdp_units, unit_dtype_plan
 
 HERE = Path(__file__).resolve().parent
-PAPER_FREEZING = {"llm_dtype": "bfloat16", "freeze_qformer": True, "llm_finetune": "lora"}
+PAPER_FREEZING = {"llm": {"dtype": "bfloat16", "finetune": "lora"}, "qformer": {"freeze": True}}
 
 
-def _meta_model(**cc_head):
+def _meta_model(llm: dict, **cc_head):
     with torch.device("meta"):
-        return build_semantic_cc("tiny", img_size=64, cc_head={"vocab_size": 50, **cc_head})
+        return build_semantic_cc("mini", img_size=64, cc_head={"llm": {"vocab_size": 50, **llm}, **cc_head})
 
 
 def test_units_train_one_dtype_in_every_phase() -> None:
@@ -29,13 +29,13 @@ def test_units_train_one_dtype_in_every_phase() -> None:
     assert all(units[f"cc_head.llm.model.layers.{i}"] is x for i, x in enumerate(model.cc_head.llm.model.layers))
     assert units["cc_head.llm.model.embed_tokens"] is model.cc_head.llm.model.embed_tokens
     plan = unit_dtype_plan(model)
-    assert set(plan) == set(PHASE_PARTS)
+    assert set(plan) == set(PHASES)
     assert all(len(dtypes) <= 1 for phase in plan.values() for dtypes in phase.values())
     assert plan["cc"]["cc_head.llm.model.layers.0"] == ["float32"]  # LoRA, beside a bf16 frozen base
     assert plan["cd"]["cc_head.llm.model.layers.0"] == []
     # Ablations: parts left out leave their units out.
     with torch.device("meta"):
-        plain = build_semantic_cc("tiny", img_size=64, neck=False, cc_head=False)
+        plain = build_semantic_cc("mini", img_size=64, neck=False, cc_head=False)
     assert [n for n, _ in fsdp_units(plain)] == [f"encoder.vit.blocks.{i}" for i in range(4)] + ["encoder", ""]
     unit_dtype_plan(plain)
 
@@ -64,7 +64,7 @@ def test_fsdp2_shards_trains_each_phase_and_freezes_exactly(run_two_process_scri
     assert report["phases"] == ["cd", "cc", "joint"] and report["steps"] == 7
     assert report["frozen_moved"] == [], report["frozen_moved"]
     for phase, parts in report["moved_parts"].items():
-        assert set(parts) == set(PHASE_PARTS[phase]), (phase, parts)
+        assert set(parts) == set(PHASES[phase].parts), (phase, parts)
     assert report["ranks_agree"], "the two ranks gathered different weights"
     local, whole = report["lm_head_numel"]
     assert 0 < local <= (whole + 1) // 2  # rank 0 holds a shard, not the whole

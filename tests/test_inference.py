@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from PIL import Image
 
+from semcc.data.inputs import InputImageError, to_rgb
 from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, LevirDataError
-from semcc.inference import (
-    InputImageError,
-    PairPrediction,
-    Predictor,
-    sliding_window_logits,
-    to_rgb,
-    window_starts,
-)
+from semcc.inference import PairPrediction, Predictor, sliding_window_logits, window_starts
 from semcc.main import main
 from semcc.visualize import FigureSample, overlay_figure, results_figure
 
@@ -52,16 +47,24 @@ def _direct(p: Predictor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tenso
 # ------------------------------------------------------------------------------------------- predictor
 def test_from_checkpoint_reads_the_run(predictor: Predictor) -> None:
     assert predictor.input_size == 64 and predictor.num_classes == 2
-    assert predictor.max_new_tokens == 6  # the run's --model.max_new_tokens
+    assert predictor.max_new_tokens == 6  # the run's --model.evaluation.max_new_tokens
     assert predictor.mean == pytest.approx(LEVIR_CC_MEAN) and predictor.std == pytest.approx(LEVIR_CC_STD)
     bare = Predictor(predictor.model)  # a bare SemanticCC: LEVIR-CC statistics, the model's own caption length
     assert bare.task is None and bare.max_new_tokens is None and bare.mean == pytest.approx(LEVIR_CC_MEAN)
     task = predictor.task
     saved = task.run_config
-    try:  # data.mean / data.std come from the stored run configuration when present
-        task.run_config = saved.replace("mean:", "mean: [0.5, 0.5, 0.5]\n  old_mean:", 1)
+    try:  # data.loader.mean / std come from the stored run configuration when present
+        config = yaml.safe_load(saved)
+        data = config["data"].get("init_args", config["data"])
+        assert data["loader"]["mean"] == pytest.approx(LEVIR_CC_MEAN)  # where the run configuration keeps them
+        data["loader"]["mean"] = [0.5, 0.5, 0.5]
+        task.run_config = yaml.safe_dump(config)
         assert Predictor(task).mean == (0.5, 0.5, 0.5)
         assert Predictor(task, mean=(0.1, 0.2, 0.3)).mean == (0.1, 0.2, 0.3)
+        del data["loader"]
+        data["mean"] = [0.25, 0.25, 0.25]  # the layout of older runs: data.mean
+        task.run_config = yaml.safe_dump(config)
+        assert Predictor(task).mean == (0.25, 0.25, 0.25)
         task.run_config = None
         assert Predictor(task).mean == pytest.approx(LEVIR_CC_MEAN)
     finally:
@@ -239,7 +242,8 @@ def test_caption_command_errors(tiny_checkpoint: Path, real_pair, tmp_path: Path
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert main(["caption", str(before), str(before), "--ckpt", str(tmp_path / "no.ckpt")]) == 1
-    assert "no.ckpt: no such checkpoint file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == f"semcc caption: {tmp_path / 'no.ckpt'}: no such checkpoint file\n"  # one line, the file first
     assert main(["caption", str(before)]) == 2  # argparse: missing arguments
     capsys.readouterr()
     main(["--help"])
@@ -266,7 +270,10 @@ def test_figure_command(tiny_checkpoint: Path, synth_root: Path, tmp_path: Path,
     grey_rows = int((image[:, gt_column] == 200).all(-1).sum())
     assert 0 < grey_rows <= 64  # one blank panel; the other rows hold GT masks from the label folder
     assert main([*args, "--split", "nosuch", "--out", str(fig)]) == 1
-    assert "no pairs in split 'nosuch'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no pairs in split 'nosuch'" in err and err.startswith(f"semcc figure: {root}: ") and err.count("\n") == 1
+    assert main([*args, "--n", "0"]) == 1
+    assert capsys.readouterr().err == "semcc figure: --n must be at least 1, got 0\n"
 
 
 def test_predict_folder(tiny_run: Path, tiny_cli_args, tiny_checkpoint: Path, real_levir_dir: Path,
@@ -279,7 +286,7 @@ def test_predict_folder(tiny_run: Path, tiny_cli_args, tiny_checkpoint: Path, re
         for src in sorted((real_levir_dir / "images" / "train" / sub).glob("*.png")):
             (pairs / sub / src.name).write_bytes(src.read_bytes())
     out = tmp_path / "run"
-    argv = ["predict", *tiny_cli_args(tiny_run), "--ckpt_path", str(tiny_checkpoint), "--data.predict_root",
+    argv = ["predict", *tiny_cli_args(tiny_run), "--ckpt_path", str(tiny_checkpoint), "--data.eval_data.predict_root",
             str(pairs), f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}"]
     assert main(argv) == 0
     captions = json.loads((out / "predictions" / "captions.json").read_text())

@@ -46,3 +46,19 @@ def test_load_task_errors_name_the_file(tiny_checkpoint: Path, tmp_path: Path) -
     torch.save(ckpt, bare)
     with pytest.raises(CheckpointConfigError, match=r"bare\.ckpt: no run configuration"):
         load_task(bare)
+
+
+def test_task_settings_come_back_from_stored_hyper_parameters() -> None:
+    """Grouped settings (this release) and flat ones (earlier checkpoints) both rebuild the task's options;
+    of the evaluation settings only those describing the trained model are taken, never a run's scoring options."""
+    from semcc.tasks.loading import task_kwargs
+
+    grouped = task_kwargs({"strategy": "two_stage", "optim": {"lr": 0.1, "min_lr_ratio": 0.5},
+                           "evaluation": {"max_new_tokens": 5, "ensemble": True, "meteor": False}})
+    flat = task_kwargs({"strategy": "two_stage", "lr": 0.1, "min_lr_ratio": 0.5, "max_new_tokens": 5,
+                        "ensemble": True, "meteor": False, "caption_protocol": "ids", "unknown": 1})
+    for kw in (grouped, flat):
+        assert kw["strategy"] == "two_stage" and "unknown" not in kw
+        assert kw["optim"].lr == 0.1 and kw["optim"].min_lr_ratio == 0.5
+        assert kw["evaluation"].max_new_tokens == 5 and kw["evaluation"].ensemble
+        assert kw["evaluation"].meteor and kw["evaluation"].caption_protocol == "words"  # run options: defaults

@@ -213,8 +213,9 @@ def test_semcc_evaluate_round_trip(tmp_path: Path, capsys) -> None:
     assert main(["evaluate", "--predictions", str(tmp_path / "captions.json"), "--references", str(refs_path),
                  "--no-meteor", "--protocol", "ids", "--out", str(ids)]) == 0
     assert json.loads(ids.read_text())["model"]["bleu_4"] == pytest.approx(scores["model"]["bleu_4"], abs=1e-12)
-    assert main(["evaluate", "--predictions", str(tmp_path / "missing.json"), "--references", str(refs_path)]) == 2
-    assert "missing.json: predictions file is missing" in capsys.readouterr().err
+    assert main(["evaluate", "--predictions", str(tmp_path / "missing.json"), "--references", str(refs_path)]) == 1
+    err = capsys.readouterr().err  # the commands' convention: one line naming the file, exit status 1
+    assert err == f"semcc evaluate: {tmp_path / 'missing.json'}: predictions file is missing\n"
 
 
 def test_semcc_evaluate_errors(tmp_path: Path) -> None:

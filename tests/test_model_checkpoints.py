@@ -19,9 +19,15 @@ from semcc.models.presets import build_semantic_cc
 CAPTIONS = ["a new road is built", "there is no difference", "two houses appear at the top"]
 SAM_KW = {"patch_size": 16, "embed_dim": 32, "depth": 4, "num_heads": 2, "window_size": 2,
           "global_attn_indexes": (1, 3), "out_chans": 16}
-HEAD_KW = {"vision_width": 32, "qformer_hidden_size": 32, "qformer_layers": 2, "qformer_heads": 2,
-           "qformer_intermediate_size": 64, "qformer_encoder_width": 48, "num_query_tokens": 4,
-           "llm_hidden_size": 32, "llm_layers": 1, "llm_heads": 2, "llm_intermediate_size": 64}
+QFORMER_KW = {"hidden_size": 32, "layers": 2, "heads": 2, "intermediate_size": 64, "encoder_width": 48,
+              "num_query_tokens": 4}
+HEAD_KW = {"vision_width": 32, "qformer": QFORMER_KW,
+           "llm": {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64}}
+
+
+def head_kw(**qformer: object) -> dict:
+    """``HEAD_KW`` with Q-Former fields changed (e.g. ``checkpoint``)."""
+    return {**HEAD_KW, "qformer": {**QFORMER_KW, **qformer}}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +61,7 @@ def save_official_sam(path: Path, img_size: int = 128, **kw) -> ImageEncoderViT:
 def test_sam_checkpoint_resized_and_loaded(tmp_path: Path) -> None:
     path = tmp_path / "sam_vit_tiny.pth"
     saved = save_official_sam(path, img_size=128)  # grid 8; the encoder below is built at 64 px (grid 4)
-    enc = BiTemporalSAMEncoder(img_size=64, checkpoint=str(path), **SAM_KW)
+    enc = BiTemporalSAMEncoder(img_size=64, checkpoint=str(path), vit=SAM_KW)
     vit = enc.vit
     expected_pos = F.interpolate(saved.pos_embed.permute(0, 3, 1, 2), size=(4, 4), mode="bicubic",
                                  align_corners=False).permute(0, 2, 3, 1)
@@ -74,7 +80,7 @@ def test_sam_checkpoint_resized_and_loaded(tmp_path: Path) -> None:
 def test_sam_checkpoint_same_size_reproduces_sam(tmp_path: Path) -> None:
     path = tmp_path / "sam.pth"
     saved = save_official_sam(path, img_size=64).eval()
-    enc = BiTemporalSAMEncoder(img_size=64, checkpoint=str(path), bcsf_blocks="none", **SAM_KW).eval()
+    enc = BiTemporalSAMEncoder(img_size=64, checkpoint=str(path), bcsf_blocks="none", vit=SAM_KW).eval()
     a, b = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         f = enc(a, b)
@@ -90,32 +96,32 @@ def test_sam_checkpoint_errors_name_file_and_keys(tmp_path: Path) -> None:
     missing = tmp_path / "missing.pth"
     torch.save({k: v for k, v in state.items() if k != "image_encoder.blocks.2.mlp.lin1.weight"}, missing)
     with pytest.raises(CheckpointError, match=r"missing keys: image_encoder\.blocks\.2\.mlp\.lin1\.weight") as err:
-        BiTemporalSAMEncoder(img_size=64, checkpoint=str(missing), **SAM_KW)
+        BiTemporalSAMEncoder(img_size=64, checkpoint=str(missing), vit=SAM_KW)
     assert str(missing) in str(err.value)
 
     wide = tmp_path / "wide.pth"
     save_official_sam(wide, embed_dim=64)
     with pytest.raises(CheckpointError, match=r"mismatched shapes: .*image_encoder\.") as err:
-        BiTemporalSAMEncoder(img_size=64, checkpoint=str(wide), **SAM_KW)
+        BiTemporalSAMEncoder(img_size=64, checkpoint=str(wide), vit=SAM_KW)
     assert str(wide) in str(err.value)
 
     deep = tmp_path / "deep.pth"
     save_official_sam(deep, depth=5)
     with pytest.raises(CheckpointError, match=r"unexpected keys: image_encoder\.blocks\.4\."):
-        BiTemporalSAMEncoder(img_size=64, checkpoint=str(deep), **SAM_KW)
+        BiTemporalSAMEncoder(img_size=64, checkpoint=str(deep), vit=SAM_KW)
 
     other = tmp_path / "not_sam.pth"
     torch.save({"model": {"layer.weight": torch.zeros(2)}}, other)
     with pytest.raises(CheckpointError, match=r"not_sam\.pth: no 'image_encoder\.\*' keys"):
-        BiTemporalSAMEncoder(img_size=64, checkpoint=str(other), **SAM_KW)
+        BiTemporalSAMEncoder(img_size=64, checkpoint=str(other), vit=SAM_KW)
 
     with pytest.raises(CheckpointError, match="not found"):
-        BiTemporalSAMEncoder(img_size=64, checkpoint=str(tmp_path / "nope.pth"), **SAM_KW)
+        BiTemporalSAMEncoder(img_size=64, checkpoint=str(tmp_path / "nope.pth"), vit=SAM_KW)
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"garbage\.pth: cannot read"):
-        BiTemporalSAMEncoder(img_size=64, checkpoint=str(garbage), **SAM_KW)
+        BiTemporalSAMEncoder(img_size=64, checkpoint=str(garbage), vit=SAM_KW)
 
 
 # ------------------------------------------------------------------------------------------- Q-Former
@@ -155,7 +161,7 @@ def test_qformer_lavis_checkpoint_loads(tmp_path: Path, tok_dir: Path) -> None:
     path = tmp_path / "blip2_pretrained.pth"
     torch.save({"model": lavis_qformer_state(source)}, path)
     torch.manual_seed(5)
-    head = ChangeCaptionHead(tokenizer=str(tok_dir), qformer_checkpoint=str(path), **HEAD_KW).eval()
+    head = ChangeCaptionHead(tokenizer=str(tok_dir), **head_kw(checkpoint=str(path))).eval()
     saved = torch.load(path, weights_only=True)["model"]
     q = head.qformer.encoder.layer
     torch.testing.assert_close(q[0].attention.attention.query.weight,
@@ -167,7 +173,7 @@ def test_qformer_lavis_checkpoint_loads(tmp_path: Path, tok_dir: Path) -> None:
     torch.testing.assert_close(head.qformer.layernorm.weight, saved["Qformer.bert.embeddings.LayerNorm.weight"])
     torch.testing.assert_close(head.query_tokens, saved["query_tokens"])
     torch.testing.assert_close(head.ln_vision.weight, saved["ln_vision.weight"])
-    x = torch.randn(2, 16, HEAD_KW["qformer_encoder_width"])
+    x = torch.randn(2, 16, QFORMER_KW["encoder_width"])
     with torch.no_grad():
         torch.testing.assert_close(head._qformer(x), source._qformer(x))
     assert not head.query_tokens.requires_grad  # frozen after loading (Sec. IV-C)
@@ -181,17 +187,17 @@ def test_qformer_checkpoint_errors(tmp_path: Path, tok_dir: Path) -> None:
     torch.save({k: v for k, v in state.items() if k != gone}, bad)
     with pytest.raises(CheckpointError, match=r"missing keys: qformer\.encoder\.layer\.1\.attention\.attention"
                        r"\.value\.bias") as err:
-        ChangeCaptionHead(tokenizer=str(tok_dir), qformer_checkpoint=str(bad), **HEAD_KW)
+        ChangeCaptionHead(tokenizer=str(tok_dir), **head_kw(checkpoint=str(bad)))
     assert str(bad) in str(err.value)
-    three = ChangeCaptionHead(tokenizer=str(tok_dir), **{**HEAD_KW, "qformer_layers": 3})
+    three = ChangeCaptionHead(tokenizer=str(tok_dir), **head_kw(layers=3))
     extra = tmp_path / "three_layers.pth"
     torch.save(lavis_qformer_state(three), extra)
     with pytest.raises(CheckpointError, match=r"unexpected keys: qformer\.encoder\.layer\.2\."):
-        ChangeCaptionHead(tokenizer=str(tok_dir), qformer_checkpoint=str(extra), **HEAD_KW)
+        ChangeCaptionHead(tokenizer=str(tok_dir), **head_kw(checkpoint=str(extra)))
     proj_only = tmp_path / "minigpt4_proj_only.pth"
     torch.save({"model": {"llama_proj.weight": torch.zeros(2, 2)}}, proj_only)
     with pytest.raises(CheckpointError, match="no LAVIS Q-Former keys"):
-        ChangeCaptionHead(tokenizer=str(tok_dir), qformer_checkpoint=str(proj_only), **HEAD_KW)
+        ChangeCaptionHead(tokenizer=str(tok_dir), **head_kw(checkpoint=str(proj_only)))
 
 
 # ------------------------------------------------------------------------------------------ llama_proj
@@ -228,12 +234,12 @@ def test_llm_directory_and_full_model_from_checkpoints(tmp_path: Path, tok_dir: 
     sam = tmp_path / "sam.pth"
     save_official_sam(sam, img_size=128)
     model = build_semantic_cc(
-        "tiny",
+        "mini",
         img_size=64,
-        encoder={**SAM_KW, "checkpoint": str(sam)},
+        encoder={"vit": SAM_KW, "checkpoint": str(sam)},
         neck={"num_heads": 2},
-        cc_head={**{k: v for k, v in HEAD_KW.items() if not k.startswith("llm_")}, "llm_path": str(llm_dir),
-                 "llm_finetune": "lora", "freeze_qformer": True},
+        cc_head={"vision_width": 32, "qformer": {**QFORMER_KW, "freeze": True},
+                 "llm": {"path": str(llm_dir), "finetune": "lora"}},
     ).eval()
     head = model.cc_head
     assert head.tokenizer is not None and len(head.tokenizer) == len(tok)  # tokenizer from the LLM dir
@@ -251,7 +257,7 @@ def test_llm_directory_and_full_model_from_checkpoints(tmp_path: Path, tok_dir: 
 
 
 def test_llm_device_resolution(monkeypatch) -> None:
-    from semcc.models.cc_head import _llm_device
+    from semcc.models.llm import _llm_device
 
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert _llm_device(None) is None and _llm_device("cpu") is None and _llm_device("cuda:1") == "cuda:1"

@@ -1,4 +1,4 @@
-"""semcc.models on the tiny preset (64 px, CPU): shapes, gradients, ablations, generation, meta-size count."""
+"""semcc.models on the mini preset (64 px, CPU): shapes, gradients, ablations, generation, meta-size count."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from semcc.data.text import INSTRUCTIONS, build_word_tokenizer
-from semcc.models.cc_head import DEFAULT_INSTRUCTIONS, caption_similarity, consensus_index
+from semcc.models.cc_head import DEFAULT_INSTRUCTIONS
+from semcc.models.ensemble import caption_similarity, consensus_index
 from semcc.models.presets import build_semantic_cc
 from semcc.models.semantic_cc import SemanticCC, SemanticCCOutput
 
@@ -19,7 +20,7 @@ CAPTIONS = [
     "the scene is the same as before",
     "many buildings are constructed along the road",
 ]
-PAPER_FREEZING = {"freeze_qformer": True, "llm_finetune": "lora"}
+PAPER_FREEZING = {"qformer": {"freeze": True}, "llm": {"finetune": "lora"}}
 IMG = 64
 
 
@@ -30,9 +31,9 @@ def tok_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def tiny(tok_dir: Path, **overrides) -> SemanticCC:
+def mini(tok_dir: Path, **overrides) -> SemanticCC:
     torch.manual_seed(0)
-    return build_semantic_cc("tiny", img_size=IMG, tokenizer=str(tok_dir), **overrides)
+    return build_semantic_cc("mini", img_size=IMG, tokenizer=str(tok_dir), **overrides)
 
 
 def images(b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +47,7 @@ def test_default_instructions_equal_data_text() -> None:
 
 @pytest.mark.parametrize("b", [1, 2])
 def test_forward_shapes(tok_dir: Path, b: int) -> None:
-    model = tiny(tok_dir)
+    model = mini(tok_dir)
     a, c = images(b)
     out = model(a, c, captions=CAPTIONS[:b], instructions=list(INSTRUCTIONS[:b]))
     assert isinstance(out, SemanticCCOutput)
@@ -65,7 +66,7 @@ def test_forward_shapes(tok_dir: Path, b: int) -> None:
 
 
 def test_cd_only_skips_llm(tok_dir: Path) -> None:
-    model = tiny(tok_dir)
+    model = mini(tok_dir)
     calls = []
     model.cc_head.llm.register_forward_hook(lambda *args: calls.append(1))
     model.cc_head.qformer.register_forward_hook(lambda *args: calls.append(1))
@@ -79,7 +80,7 @@ def test_cd_only_skips_llm(tok_dir: Path) -> None:
 
 
 def test_backward_trains_lora_and_new_modules_only(tok_dir: Path) -> None:
-    model = tiny(tok_dir, cc_head=PAPER_FREEZING)
+    model = mini(tok_dir, cc_head=PAPER_FREEZING)
     a, c = images(2)
     out = model(a, c, captions=CAPTIONS[:2])
     (out.cc_loss + 0.5 * out.mask_logits.float().mean()).backward()
@@ -106,11 +107,11 @@ def test_backward_trains_lora_and_new_modules_only(tok_dir: Path) -> None:
     grads = [named[n].grad.abs().sum() for n in trainable if "lora_B" in n]
     assert all(g > 0 for g in grads)
     share = sum(named[n].numel() for n in trainable) / sum(p.numel() for p in named.values())
-    print(f"tiny (paper freezing): trainable share {share:.1%}")
+    print(f"mini (paper freezing): trainable share {share:.1%}")
 
 
-def test_tiny_preset_trains_qformer_and_llm(tok_dir: Path) -> None:
-    model = tiny(tok_dir)
+def test_mini_preset_trains_qformer_and_llm(tok_dir: Path) -> None:
+    model = mini(tok_dir)
     assert model.cc_head.query_tokens.requires_grad
     assert model.cc_head.llm.model.embed_tokens.weight.requires_grad
     assert not any("lora_" in n for n, _ in model.cc_head.llm.named_parameters())
@@ -120,15 +121,14 @@ def test_tiny_preset_trains_qformer_and_llm(tok_dir: Path) -> None:
 def test_train_vit_makes_every_sam_weight_trainable(tok_dir: Path) -> None:
     from semcc.models import BiTemporalSAMEncoder
 
-    enc = BiTemporalSAMEncoder(img_size=64, embed_dim=32, depth=2, num_heads=2, window_size=2,
-                               global_attn_indexes=(1,), out_chans=16, lora_r=4, train_vit=True)
+    vit = {"embed_dim": 32, "depth": 2, "num_heads": 2, "window_size": 2, "global_attn_indexes": (1,), "out_chans": 16}
+    enc = BiTemporalSAMEncoder(img_size=64, vit=vit, lora={"r": 4}, train_vit=True)
     assert all(p.requires_grad for p in enc.vit.parameters())
     x = torch.randn(1, 3, 64, 64)
     f = enc(x, x.flip(-1))
     (f.cd_1.sum() + f.cc_2.sum()).backward()
     assert enc.vit.patch_embed.proj.weight.grad is not None and enc.vit.neck[0].weight.grad is not None
-    frozen = BiTemporalSAMEncoder(img_size=64, embed_dim=32, depth=2, num_heads=2, window_size=2,
-                                  global_attn_indexes=(1,), out_chans=16, lora_r=4)
+    frozen = BiTemporalSAMEncoder(img_size=64, vit=vit, lora={"r": 4})
     assert not any(p.requires_grad for n, p in frozen.vit.named_parameters() if "lora_" not in n)
 
 
@@ -136,17 +136,17 @@ ABLATIONS = [
     pytest.param({"encoder": {"bcsf_blocks": "global"}}, id="bcsf-global"),
     pytest.param({"encoder": {"bcsf_blocks": "window"}}, id="bcsf-window"),
     pytest.param({"encoder": {"bcsf_blocks": "none"}}, id="bcsf-off"),
-    pytest.param({"encoder": {"bcsf_blocks": [0, 2], "lora_r": 0}}, id="bcsf-list-no-lora"),
+    pytest.param({"encoder": {"bcsf_blocks": [0, 2], "lora": {"r": 0}}}, id="bcsf-list-no-lora"),
     pytest.param({"neck": False}, id="neck-none"),
     pytest.param({"neck": {"inter": "cross"}}, id="neck-cross"),
     pytest.param({"neck": {"inter": "bilinear", "num_units": 3}}, id="neck-bilinear"),
-    pytest.param({"cc_head": {"enhancer_position": "none"}}, id="enh-none"),
+    pytest.param({"cc_head": {"enhancer": {"position": "none"}}}, id="enh-none"),
     *[
-        pytest.param({"cc_head": {"enhancer_position": pos, "enhancer_mode": mode}}, id=f"enh-{pos}-{mode}")
+        pytest.param({"cc_head": {"enhancer": {"position": pos, "mode": mode}}}, id=f"enh-{pos}-{mode}")
         for pos in ("before", "after")
         for mode in ("activation", "subtraction", "both")
     ],
-    pytest.param({"cc_head": {"enhancer_concat": "token"}}, id="enh-token-concat"),
+    pytest.param({"cc_head": {"enhancer": {"concat": "token"}}}, id="enh-token-concat"),
     pytest.param({"cd_head": {"num_classes": 3}}, id="cd-3-classes"),
     pytest.param({"cd_head": False}, id="cc-only"),
     pytest.param({"cc_head": False}, id="cd-only"),
@@ -155,7 +155,7 @@ ABLATIONS = [
 
 @pytest.mark.parametrize("overrides", ABLATIONS)
 def test_ablation_switches_build_and_run(tok_dir: Path, overrides: dict) -> None:
-    model = tiny(tok_dir, **overrides)
+    model = mini(tok_dir, **overrides)
     tasks = model.tasks
     out = model(*images(2), captions=CAPTIONS[:2] if "cc" in tasks else None, tasks=tasks)
     if "cd" in tasks:
@@ -172,8 +172,8 @@ def test_ablation_switches_build_and_run(tok_dir: Path, overrides: dict) -> None
 def test_sdpa_attention_equals_sam_attention() -> None:
     from semcc.models.encoder import BiTemporalSAMEncoder
 
-    kw = {"img_size": IMG, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2, "window_size": 2,
-          "global_attn_indexes": (1,), "out_chans": 16, "lora_r": 4}
+    kw = {"img_size": IMG, "vit": {"patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2, "window_size": 2,
+                                   "global_attn_indexes": (1,), "out_chans": 16}, "lora": {"r": 4}}
     torch.manual_seed(0)
     sdpa = BiTemporalSAMEncoder(**kw, attn_impl="sdpa")
     eager = BiTemporalSAMEncoder(**kw, attn_impl="eager")
@@ -196,7 +196,7 @@ def test_sdpa_attention_equals_sam_attention() -> None:
 
 
 def test_caption_loss_of_a_padded_batch_equals_one_pair_at_a_time(tok_dir: Path) -> None:
-    head = tiny(tok_dir).cc_head.eval()
+    head = mini(tok_dir).cc_head.eval()
     g = torch.Generator().manual_seed(3)
     f1, f2 = torch.randn(3, 64, 4, 4, generator=g), torch.randn(3, 64, 4, 4, generator=g)
     prompts = ["Describe it.", INSTRUCTIONS[2], INSTRUCTIONS[1]]  # rows of different lengths: right padding
@@ -210,7 +210,7 @@ def test_caption_loss_of_a_padded_batch_equals_one_pair_at_a_time(tok_dir: Path)
 
 
 def test_generate_batch_equals_loop(tok_dir: Path) -> None:
-    model = tiny(tok_dir).eval()
+    model = mini(tok_dir).eval()
     a, c = images(3, seed=1)
     prompts = ["Describe it.", INSTRUCTIONS[2], INSTRUCTIONS[1]]  # different prompt lengths
     batched = model.generate(a, c, instructions=prompts, max_new_tokens=12)
@@ -223,7 +223,7 @@ def test_generate_batch_equals_loop(tok_dir: Path) -> None:
 
 
 def test_generation_stops_at_end_marker(tok_dir: Path) -> None:
-    model = tiny(tok_dir, cc_head={"end_marker": "### Assistant:"}).eval()
+    model = mini(tok_dir, cc_head={"end_marker": "### Assistant:"}).eval()
     head = model.cc_head
     assert len(head.end_marker_ids) == 2  # multi-token marker: stopping criterion + cut
     out = model(*images(2), captions=CAPTIONS[:2])
@@ -246,7 +246,7 @@ def test_generation_stops_at_end_marker(tok_dir: Path) -> None:
 
 
 def test_ensemble_returns_a_candidate(tok_dir: Path) -> None:
-    model = tiny(tok_dir).eval()
+    model = mini(tok_dir).eval()
     a, c = images(2, seed=3)
     _, cc = model.features(a, c)
     candidates = model.cc_head.generate_candidates(*cc, max_new_tokens=8)
@@ -309,16 +309,18 @@ def test_parts_build_from_class_path_config(tok_dir: Path) -> None:
     from jsonargparse import ArgumentParser
 
     parts = {
-        "encoder": ("BiTemporalSAMEncoder", {"img_size": IMG, "embed_dim": 32, "depth": 2, "num_heads": 2,
-                                             "window_size": 2, "global_attn_indexes": [1], "out_chans": 16,
+        "encoder": ("BiTemporalSAMEncoder", {"img_size": IMG, "vit": {"embed_dim": 32, "depth": 2, "num_heads": 2,
+                                                                      "window_size": 2, "global_attn_indexes": [1],
+                                                                      "out_chans": 16},
                                              "bcsf_blocks": [0, 1]}),
         "neck": ("MultiTaskNeck", {"cd_dim": 16, "cc_dim": 32, "num_units": 1, "num_heads": 2, "inter": "cross"}),
         "cd_head": ("ChangeDetectionHead", {"in_channels": 16, "fpn_channels": 8, "num_classes": 3}),
-        "cc_head": ("ChangeCaptionHead", {"vision_width": 32, "tokenizer": str(tok_dir), "llm_hidden_size": 32,
-                                          "llm_layers": 1, "llm_heads": 2, "llm_intermediate_size": 64,
-                                          "qformer_hidden_size": 32, "qformer_layers": 1, "qformer_heads": 2,
-                                          "qformer_intermediate_size": 64, "qformer_encoder_width": 32,
-                                          "num_query_tokens": 4, "lora_targets": ["q_proj", "v_proj"]}),
+        "cc_head": ("ChangeCaptionHead", {"vision_width": 32, "tokenizer": str(tok_dir),
+                                          "llm": {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64},
+                                          "qformer": {"hidden_size": 32, "layers": 1, "heads": 2,
+                                                      "intermediate_size": 64, "encoder_width": 32,
+                                                      "num_query_tokens": 4},
+                                          "lora": {"targets": ["q_proj", "v_proj"]}}),
     }
     config = {"model": {k: {"class_path": f"semcc.models.{cls}", "init_args": args}
                         for k, (cls, args) in parts.items()}}
@@ -328,5 +330,9 @@ def test_parts_build_from_class_path_config(tok_dir: Path) -> None:
     instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
     model = instantiate(namespace).model
     assert isinstance(model, SemanticCC) and model.encoder.bcsf_block_ids == (0, 1)
+    assert model.cc_head.lora_config.targets == ("q_proj", "v_proj")  # the YAML list, merged onto the default LoRA
+    lora_layers = {n.rsplit(".lora_A", 1)[0].rsplit(".", 1)[1] for n, _ in model.cc_head.llm.named_parameters()
+                   if ".lora_A" in n}
+    assert lora_layers == {"q_proj", "v_proj"}
     out = model(*images(1), captions=CAPTIONS[:1])
     assert out.mask_logits.shape == (1, 3, IMG, IMG) and torch.isfinite(out.cc_loss)

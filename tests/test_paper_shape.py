@@ -14,7 +14,8 @@ from transformers import AutoTokenizer
 
 from semcc import paper_shape
 from semcc.main import main
-from semcc.models.cc_head import ChangeCaptionHead, map_lavis_qformer_keys
+from semcc.models.cc_head import ChangeCaptionHead
+from semcc.models.checkpoints import map_lavis_qformer_keys
 from semcc.models.encoder import BiTemporalSAMEncoder
 from semcc.paper_shape import (
     MARKER,
@@ -90,8 +91,8 @@ def test_qformer_llama_proj_llm_load_through_head(small: dict[str, Path]) -> Non
     assert set(proj) == {"llama_proj.weight", "llama_proj.bias"}
 
     head = ChangeCaptionHead(
-        llm_path=str(small["llm"]), qformer_checkpoint=str(small["qformer"]),
-        llama_proj_checkpoint=str(small["llama_proj"]), end_marker="###", **cc_head_kwargs("small", 2),
+        llm={"path": str(small["llm"])}, llama_proj_checkpoint=str(small["llama_proj"]), end_marker="###",
+        **cc_head_kwargs("small", 2, qformer_checkpoint=str(small["qformer"])),
     )
     torch.testing.assert_close(head.qformer.encoder.layer[0].crossattention.attention.value.weight,
                                qf[f"{layer}.0.crossattention.self.value.weight"])
@@ -100,7 +101,7 @@ def test_qformer_llama_proj_llm_load_through_head(small: dict[str, Path]) -> Non
     torch.testing.assert_close(head.ln_vision.weight, qf["ln_vision.weight"])
     torch.testing.assert_close(head.llama_proj.weight, proj["llama_proj.weight"])
     dtype = head.llm.get_input_embeddings().weight.dtype
-    assert dtype == torch.float32  # llm_dtype unset: float32 as documented, whatever the stored dtype
+    assert dtype == torch.float32  # llm.dtype unset: float32 as documented, whatever the stored dtype
     saved = llm_tensor(small["llm"], "model.layers.1.self_attn.q_proj.weight")
     assert saved.dtype == torch.float16
     torch.testing.assert_close(head.llm.model.layers[1].self_attn.q_proj.base_layer.weight, saved.to(dtype))
@@ -214,8 +215,8 @@ def test_paper_widths(tmp_path: Path) -> None:
     # the paper config's loaders at paper widths: SAM ViT-L (2 blocks) at 256 px, Q-Former, llama_proj, Vicuna
     enc = BiTemporalSAMEncoder(img_size=256, checkpoint=str(paths["sam"]), **sam_encoder_kwargs("paper", 2))
     head = ChangeCaptionHead(
-        llm_path=str(paths["llm"]), llm_dtype="bfloat16", qformer_checkpoint=str(paths["qformer"]),
-        llama_proj_checkpoint=str(paths["llama_proj"]), end_marker="###", **cc_head_kwargs("paper", 2),
+        llm={"path": str(paths["llm"]), "dtype": "bfloat16"}, llama_proj_checkpoint=str(paths["llama_proj"]),
+        end_marker="###", **cc_head_kwargs("paper", 2, qformer_checkpoint=str(paths["qformer"])),
     )
     torch.testing.assert_close(head.llama_proj.weight, proj["llama_proj.weight"])
     with torch.no_grad():

@@ -25,8 +25,8 @@ def _args(files: Path, run: Path, data: Path) -> list[str]:
     return [
         "--config", str(CONFIG_DIR / "paper" / "levir.yaml"),
         "--config", str(CONFIG_DIR / "paper" / "shape_check.yaml"),
-        f"{enc}.checkpoint={files / 'sam_vit_l.pth'}", f"{head}.llm_path={files / 'vicuna-7b'}",
-        f"{head}.qformer_checkpoint={files / 'blip2_pretrained_flant5xxl.pth'}",
+        f"{enc}.checkpoint={files / 'sam_vit_l.pth'}", f"{head}.llm.path={files / 'vicuna-7b'}",
+        f"{head}.qformer.checkpoint={files / 'blip2_pretrained_flant5xxl.pth'}",
         f"{head}.llama_proj_checkpoint={files / 'pretrained_minigpt4.pth'}",
         f"--data.synth_root={data}", f"--trainer.default_root_dir={run}", f"--trainer.logger.init_args.save_dir={run}",
         "--trainer.enable_progress_bar=false",
@@ -67,7 +67,7 @@ def test_paper_config_at_real_widths_trains_resumes_tests_and_predicts(tmp_path:
     assert torch.load(resumed, map_location="cpu", weights_only=False)["global_step"] == 2 * steps
 
     # Test: captions on LEVIR-CC test, CD on LEVIR-CD test, and the report says so.
-    _semcc("test", *args, f"--ckpt_path={resumed}", "--model.meteor=false", cwd=tmp_path)
+    _semcc("test", *args, f"--ckpt_path={resumed}", "--model.evaluation.meteor=false", cwd=tmp_path)
     results = json.loads(next(run.rglob("metrics.json")).read_text())
     assert results["detection_protocol"].startswith("LEVIR-CD test")
     assert results["pairs"] == 2 and "cider" in results["captioning"]["model"]

@@ -37,7 +37,7 @@ def _override(path: Path, run: Path, kill: tuple[int, str] | None) -> Path:
 def _fit(tiny_cli_args, run: Path, tmp_path: Path, name: str, kill: tuple[int, str] | None = None,
          resume: bool = False) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "semcc.main", "fit", *tiny_cli_args(run),
-            "--data.train_repeats={cc: 1, joint: 1}", "--trainer.max_epochs=2", "--model.meteor=false",
+            "--data.phases.repeats={cc: 1, joint: 1}", "--trainer.max_epochs=2", "--model.evaluation.meteor=false",
             "--config", str(_override(tmp_path / f"{name}.yaml", run, kill))]
     if resume:
         args.append("--ckpt_path=last")

@@ -16,7 +16,7 @@ from semcc.metrics.report import caption_table, detection_table
 def test_semcc_test_writes_the_report(tiny_cli_args, tiny_checkpoint: Path, synth_root: Path, tmp_path: Path,
                                       capsys) -> None:
     run = tmp_path / "test-run"
-    args = ["test", *tiny_cli_args(run), f"--ckpt_path={tiny_checkpoint}", "--model.meteor=false"]
+    args = ["test", *tiny_cli_args(run), f"--ckpt_path={tiny_checkpoint}", "--model.evaluation.meteor=false"]
     assert main(args) == 0
     out = capsys.readouterr().out
     metrics_file = next(run.rglob("metrics.json"))

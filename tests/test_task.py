@@ -11,10 +11,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from semcc.data.datamodule import SemanticCCDataModule
+from semcc.data.options import CDCropConfig, EvalDataConfig
 from semcc.data.text import NO_CHANGE_SENTENCES
 from semcc.models import build_semantic_cc
+from semcc.strategies import PHASES
+from semcc.tasks.evaluator import EvalConfig
 from semcc.tasks.module import SemanticCCTask
-from semcc.tasks.schedule import PHASE_PARTS
+from semcc.tasks.schedule import OptimConfig
 
 HERE = Path(__file__).resolve().parent
 
@@ -22,15 +25,16 @@ HERE = Path(__file__).resolve().parent
 def _data(synth_root: Path, synth_config, tmp_path: Path, **kw) -> SemanticCCDataModule:
     kw.setdefault("batch_size", 4)
     return SemanticCCDataModule(
-        synth_root=str(synth_root), synth=synth_config, tokenizer_dir=str(tmp_path / "tok"), cd_crop_size=64,
-        cd_samples_per_tile=2, **kw,
+        synth_root=str(synth_root), synth=synth_config, tokenizer_dir=str(tmp_path / "tok"),
+        cd=CDCropConfig(crop_size=64, samples_per_tile=2), **kw,
     )
 
 
-def _task(dm: SemanticCCDataModule, strategy: str = "three_stage", **kw) -> SemanticCCTask:
+def _task(dm: SemanticCCDataModule, strategy: str = "three_stage", optim: dict | None = None, **kw) -> SemanticCCTask:
     torch.manual_seed(0)
-    model = build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path, cc_head={"max_new_tokens": 6})
-    return SemanticCCTask(model, strategy=strategy, lr=1e-3, log_samples=0, **kw)
+    model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path, cc_head={"max_new_tokens": 6})
+    return SemanticCCTask(model, strategy=strategy, optim=OptimConfig(lr=1e-3, **(optim or {})),
+                          evaluation=EvalConfig(log_samples=0), **kw)
 
 
 def _trainer(tmp_path: Path, **kw) -> L.Trainer:
@@ -73,15 +77,15 @@ def test_fast_dev_run_each_strategy(synth_root: Path, synth_config, tmp_path: Pa
 
 def test_phases_freeze_exactly_and_train_their_parts(synth_root: Path, synth_config, tmp_path: Path) -> None:
     dm = _data(synth_root, synth_config, tmp_path)
-    task = _task(dm, weight_decay=0.1)
+    task = _task(dm, optim={"weight_decay": 0.1})
     recorder = PhaseRecorder()
     trainer = _trainer(tmp_path, callbacks=[recorder], limit_val_batches=0)
     trainer.fit(task, datamodule=dm)
     phases = [p for p, _ in recorder.boundaries[:-1]]
     assert phases == ["cd", "cc", "joint"]
-    trainable = task._trainable
+    trainable = task.trainable
     for (phase, before), (_, after) in zip(recorder.boundaries, recorder.boundaries[1:], strict=False):
-        parts = set(PHASE_PARTS[phase])
+        parts = set(PHASES[phase].parts)
         for name, value in before.items():
             changed = not torch.equal(value, after[name])
             trains = name in trainable and name.split(".", 1)[0] in parts
@@ -133,13 +137,13 @@ def test_checkpoint_with_other_frozen_weights_is_refused(synth_root: Path, synth
     trainer.fit(_task(dm), datamodule=dm)
     trainer.save_checkpoint(tmp_path / "x.ckpt")
     torch.manual_seed(123)  # a different random base
-    other = SemanticCCTask(build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path))
+    other = SemanticCCTask(build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path))
     with pytest.raises(ValueError, match="frozen base weights differ"):
         _trainer(tmp_path, max_steps=2).fit(other, datamodule=dm, ckpt_path=str(tmp_path / "x.ckpt"))
 
 
 def test_validation_logs_cd_and_caption_metrics(synth_root: Path, synth_config, tmp_path: Path) -> None:
-    dm = _data(synth_root, synth_config, tmp_path, eval_batch_size=3)
+    dm = _data(synth_root, synth_config, tmp_path, eval_data=EvalDataConfig(batch_size=3))
     task = _task(dm)
     trainer = _trainer(tmp_path, max_steps=2)
     trainer.validate(task, datamodule=dm)
@@ -157,7 +161,7 @@ def test_freezing_is_exact_under_two_process_ddp(run_two_process_script, tmp_pat
     assert report["world_size"] == 2 and report["phases"] == ["cd", "cc", "joint"]
     assert report["frozen_moved"] == [], report["frozen_moved"]
     for phase, parts in report["moved_parts"].items():
-        assert set(parts) == set(PHASE_PARTS[phase]), (phase, parts)
+        assert set(parts) == set(PHASES[phase].parts), (phase, parts)
     assert report["ranks_agree"], "the two ranks ended with different weights"
 
 
@@ -166,7 +170,7 @@ def test_predict_writes_captions_and_masks(synth_root: Path, synth_config, tmp_p
 
     from semcc.tasks.writer import CaptionMaskWriter
 
-    dm = _data(synth_root, synth_config, tmp_path, eval_batch_size=4)
+    dm = _data(synth_root, synth_config, tmp_path, eval_data=EvalDataConfig(batch_size=4))
     writer = CaptionMaskWriter(str(tmp_path / "pred"))
     trainer = _trainer(tmp_path, callbacks=[writer])
     trainer.predict(_task(dm), datamodule=dm, return_predictions=False)
@@ -187,20 +191,20 @@ def test_cached_frozen_features_match_the_encoder(synth_root: Path, synth_config
     task.model.eval()  # no LoRA dropout: cached and fresh outputs must agree
     batch = next(iter(dm.dataloader("cc", "train", shuffle=False)))
     task.set_phase("cc")
-    first = task._encoded(batch)
-    assert len(task._feature_cache) == len(batch["name"])
+    first = task.feature_cache.encode(task.model.encoder, batch)
+    assert len(task.feature_cache) == len(batch["name"])
     with torch.no_grad():
         fresh = task.model.encoder(batch["image_a"], batch["image_b"])
-    again = task._encoded(batch)
+    again = task.feature_cache.encode(task.model.encoder, batch)
     for tier in ("cd_1", "cd_2", "cc_1", "cc_2"):
         assert torch.allclose(getattr(first, tier), getattr(fresh, tier), atol=1e-6)
         assert torch.equal(getattr(first, tier), getattr(again, tier))
     # The same name with other pixels is another entry; a phase that trains the encoder empties the cache.
     flipped = dict(batch, image_a=batch["image_a"].flip(-1))
-    task._encoded(flipped)
-    assert len(task._feature_cache) == 2 * len(batch["name"])
+    task.feature_cache.encode(task.model.encoder, flipped)
+    assert len(task.feature_cache) == 2 * len(batch["name"])
     task.set_phase("cd")
-    assert not task._feature_cache
+    assert len(task.feature_cache) == 0
     task.model.train()
     trainer = _trainer(tmp_path, limit_val_batches=0)
     trainer.fit(task, datamodule=dm)
@@ -209,7 +213,7 @@ def test_cached_frozen_features_match_the_encoder(synth_root: Path, synth_config
 
 def test_lr_scale_gives_parts_their_own_learning_rate(synth_root: Path, synth_config, tmp_path: Path) -> None:
     dm = _data(synth_root, synth_config, tmp_path)
-    task = _task(dm, lr_scale={"cc_head": 4.0})
+    task = _task(dm, optim={"lr_scale": {"cc_head": 4.0}})
     trainer = _trainer(tmp_path, fast_dev_run=True)
     trainer.fit(task, datamodule=dm)
     groups = trainer.optimizers[0].param_groups
@@ -223,15 +227,15 @@ def test_lr_scale_gives_parts_their_own_learning_rate(synth_root: Path, synth_co
     trainer.fit(plain, datamodule=dm)
     assert [g["weight_decay"] for g in trainer.optimizers[0].param_groups] == [0.01, 0.0]
     with pytest.raises(ValueError, match="lr_scale names parts the model lacks"):
-        _task(dm, lr_scale={"decoder": 2.0})
+        _task(dm, optim={"lr_scale": {"decoder": 2.0}})
 
 
 def test_bce_dice_loss_adds_a_dice_term(synth_root: Path, synth_config, tmp_path: Path) -> None:
     dm = _data(synth_root, synth_config, tmp_path)
     logits = torch.randn(2, 1, 8, 8)
     mask = (torch.rand(2, 8, 8) > 0.7).long()
-    bce = _task(dm)._cd_loss(logits, mask)
-    both = _task(dm, cd_loss="bce_dice")._cd_loss(logits, mask)
+    bce = _task(dm).mask_loss(logits, mask)
+    both = _task(dm, cd_loss="bce_dice").mask_loss(logits, mask)
     assert 0 < (both - bce).item() < 1
     with pytest.raises(ValueError, match="cd_loss must be"):
         _task(dm, cd_loss="focal")
@@ -243,10 +247,10 @@ def test_no_change_caption_fixes_the_target_of_unchanged_pairs(synth_root: Path,
     changed = ["two houses are built on the bareland", "a house appears at the top"]
     batch = {"captions": [unchanged, changed] * 20}
     fixed = "the scene is the same as before"
-    captions, _ = _task(dm, no_change_caption=fixed)._draw_captions(batch)
+    captions, _ = _task(dm, no_change_caption=fixed).draw_captions(batch)
     assert captions[0::2] == [fixed] * 20
     assert set(captions[1::2]) == set(changed)  # changed pairs still draw among their references
-    drawn, _ = _task(dm)._draw_captions(batch)  # default: any of the five
+    drawn, _ = _task(dm).draw_captions(batch)  # default: any of the five
     assert len(set(drawn[0::2])) > 1 and set(drawn[0::2]) <= set(unchanged)
     with pytest.raises(ValueError, match="no_change_caption must be one of the no-change sentences"):
         _task(dm, no_change_caption="nothing happened")
@@ -256,24 +260,24 @@ def test_lora_of_a_bf16_llm_trains_in_float32(synth_root: Path, synth_config, tm
     """The adapters of a bf16 LLM are fp32 master weights: an AdamW step at lr 1e-6 moves every LoRA A weight."""
     dm = _data(synth_root, synth_config, tmp_path)
     torch.manual_seed(0)
-    model = build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path, cc_head={
-        "llm_dtype": "bfloat16", "llm_finetune": "lora", "freeze_qformer": True, "max_new_tokens": 6})
-    task = SemanticCCTask(model, lr=1e-6, log_samples=0)
+    model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path, cc_head={
+        "llm": {"dtype": "bfloat16", "finetune": "lora"}, "qformer": {"freeze": True}, "max_new_tokens": 6})
+    task = SemanticCCTask(model, optim=OptimConfig(lr=1e-6), evaluation=EvalConfig(log_samples=0))
     llm = dict(model.cc_head.llm.named_parameters())
     lora = {n: p for n, p in llm.items() if "lora_" in n}
     assert lora and all(p.dtype == torch.float32 for p in lora.values())
     assert any(p.dtype == torch.bfloat16 for n, p in llm.items() if "lora_" not in n)  # the frozen base stays bf16
-    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in task._trainable)
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n in task.trainable)
     dm.setup("fit")
     batch = next(b for b in dm.train_dataloader() if b["phase"] == "cc")
     task.set_phase("cc")
     optimizer = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=1e-6, weight_decay=0.0)
     # LoRA's B starts at zero, so A gets no gradient in the first step: take two and compare across the second.
-    task._losses(batch, "cc")["loss"].backward()
+    task.losses(batch, "cc")["loss"].backward()
     optimizer.step()
     optimizer.zero_grad()
     before = {n: p.detach().clone() for n, p in lora.items()}
-    task._losses(batch, "cc")["loss"].backward()
+    task.losses(batch, "cc")["loss"].backward()
     optimizer.step()
     a_weights = [n for n in lora if "lora_A" in n]
     assert a_weights and all(not torch.equal(before[n], lora[n]) for n in a_weights)
@@ -289,13 +293,15 @@ def test_single_task_captioning_trains_bcsf_and_the_encoder_adapters(
     synth_root: Path, synth_config, tmp_path: Path
 ) -> None:
     """Table II row 2 in miniature: caption_only on D_cc moves BCSF and the encoder's LoRA by the caption loss."""
-    dm = _data(synth_root, synth_config, tmp_path, sources=["cc"], val_sources=["cc"], strategy="caption_only")
+    dm = _data(synth_root, synth_config, tmp_path, sources=["cc"], eval_data=EvalDataConfig(sources=["cc"]),
+               strategy="caption_only")
     torch.manual_seed(0)
-    model = build_semantic_cc("tiny", img_size=64, tokenizer=dm.tokenizer_path, neck=False, cd_head=False,
-                              cc_head={"enhancer_position": "none", "max_new_tokens": 6})
+    model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path, neck=False, cd_head=False,
+                              cc_head={"enhancer": {"position": "none"}, "max_new_tokens": 6})
     with pytest.raises(ValueError, match=r"no cd_head .*strategy caption_only"):
         SemanticCCTask(model, strategy="three_stage")
-    task = SemanticCCTask(model, strategy="caption_only", lr=1e-3, log_samples=0)
+    task = SemanticCCTask(model, strategy="caption_only", optim=OptimConfig(lr=1e-3),
+                          evaluation=EvalConfig(log_samples=0))
     recorder = PhaseRecorder()
     _trainer(tmp_path, max_steps=2, callbacks=[recorder], limit_val_batches=0).fit(task, datamodule=dm)
     (phase, before), (_, after) = recorder.boundaries
@@ -305,17 +311,17 @@ def test_single_task_captioning_trains_bcsf_and_the_encoder_adapters(
     lora = {n for n in before if n.startswith("encoder.") and "lora_" in n}
     assert bcsf and bcsf <= moved
     assert {n for n in lora if "lora_B" in n} <= moved  # B moves first (A gets gradients once B is non-zero)
-    assert not {n for n in moved if n not in task._trainable}  # frozen base weights stay put
+    assert not {n for n in moved if n not in task.trainable}  # frozen base weights stay put
 
 
 def test_frozen_weights_are_hashed_once_per_process(synth_root: Path, synth_config, tmp_path: Path,
                                                     monkeypatch) -> None:
     """Saving costs no hash of the frozen model: it is computed once (at setup) however often a run saves."""
-    import semcc.tasks.module as module
+    import semcc.tasks.checkpointing as checkpointing
 
     calls = []
-    real = module._hash_frozen
-    monkeypatch.setattr(module, "_hash_frozen", lambda *a, **k: calls.append(k) or real(*a, **k))
+    real = checkpointing.hash_frozen
+    monkeypatch.setattr(checkpointing, "hash_frozen", lambda *a, **k: calls.append(k) or real(*a, **k))
     dm = _data(synth_root, synth_config, tmp_path)
     task = _task(dm)
     saver = ModelCheckpoint(dirpath=tmp_path / "ckpts", every_n_train_steps=1, save_top_k=-1, filename="{step}")
@@ -325,7 +331,7 @@ def test_frozen_weights_are_hashed_once_per_process(synth_root: Path, synth_conf
     assert state["semcc"]["frozen_fingerprint"] == task.frozen_fingerprint()
     # A checkpoint from before fingerprint version 2 (float32 copies hashed) still loads, and is still checked.
     legacy = dict(state, semcc={k: v for k, v in state["semcc"].items() if k != "fingerprint_version"})
-    legacy["semcc"]["frozen_fingerprint"] = real(task.model, task._trainable, legacy=True)
+    legacy["semcc"]["frozen_fingerprint"] = real(task.model, task.trainable, legacy=True)
     _task(dm).on_load_checkpoint(legacy)
     legacy["semcc"]["frozen_fingerprint"] = "0" * 64
     with pytest.raises(ValueError, match="frozen base weights differ"):

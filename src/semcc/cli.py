@@ -6,27 +6,143 @@ config states them once: the training strategy (task -> data, which orders the p
 word-level tokenizer the data builds from its training captions (data -> caption head, at instantiation,
 so the data and the tokenizer exist before the model is built). Without ``--config`` the embedded default
 ``configs/tiny.yaml`` is used.
+
+Errors in what the user gave follow the commands' convention (:mod:`semcc.commands`): an unknown or badly
+typed configuration key and a ``--ckpt_path`` that is not a file raise
+:class:`~semcc.commands.CommandError` (one line, exit status 1) before anything is built.
+:func:`quiet_console` silences the third-party console noise that is known to be harmless (each filter says
+why); warnings of semcc's own are fixed where they arise.
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
+import re
 import sys
+import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import yaml
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
+from semcc.commands import CommandError
 from semcc.data.datamodule import SemanticCCDataModule
 from semcc.tasks.module import SemanticCCTask
 from semcc.tasks.writer import CaptionMaskWriter
 
-__all__ = ["CONFIG_DIR", "SemanticCCCLI", "rank_zero_print", "run_lightning_cli"]
+__all__ = ["CONFIG_DIR", "SemanticCCCLI", "check_ckpt_path", "quiet_console", "rank_zero_print", "run_lightning_cli"]
 
 #: The shipped configs (``configs/`` at the repository root links here).
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 TOKENIZER_TARGET = "model.model.init_args.cc_head.init_args.tokenizer"
+
+
+class _DropLightningTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: For seamless cloud ..." adverts (litlogger, litmodels); keeps every other line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud")
+
+
+_TIPS = _DropLightningTips()
+#: The loggers Lightning's ``rank_zero_info`` writes through (the fabric one in older releases).
+_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+def quiet_console(subcommand: str | None = None) -> None:
+    """Silence the third-party console lines of a LightningCLI run that are known to be harmless.
+
+    Each filter matches one message (and its category) only:
+
+    * Lightning's advertisement for its cloud loggers ("💡 Tip: For seamless cloud logging ... litlogger", and
+      the litmodels one), printed on every run that does not use them: an advert, not a diagnostic.
+    * torch's ``FutureWarning`` "`isinstance(treespec, LeafSpec)` is deprecated", raised by Lightning's own
+      copy of ``tree_flatten`` (``lightning/pytorch/utilities/_pytree.py``) with torch >= 2.10: Lightning's
+      code, not semcc's, and the flattening it does is unchanged.
+    * For ``validate``, ``test`` and ``predict`` only: ModelCheckpoint's "The dirpath has changed from ...
+      won't be reloaded" when the checkpoint of a fit is loaded into a new run folder. These subcommands write
+      no checkpoints, so the callback state it did not reload is never used. (A resumed ``fit`` keeps the
+      warning: there it tells the user that the best-k bookkeeping starts afresh.)
+    * Lightning's "You're resuming from a checkpoint that ended before the epoch ended and your dataloader is
+      not resumable": semcc's loader is resumable in its own way. The checkpoint stores the position in the
+      schedule and the task hands it to the data module (``resume_at``), whose phase sampler skips the batches
+      already done (``tests/test_task.py``: a resumed run continues at the same phase and step).
+    """
+    for name in _RANK_ZERO_LOGGERS:
+        logger = logging.getLogger(name)
+        if _TIPS not in logger.filters:
+            logger.addFilter(_TIPS)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+    if subcommand in ("validate", "test", "predict"):
+        warnings.filterwarnings("ignore", message="The dirpath has changed from", category=UserWarning,
+                                module=r"lightning\.pytorch\.callbacks\.model_checkpoint")
+
+
+def check_ckpt_path(ckpt_path: Any) -> None:
+    """Raise :class:`~semcc.commands.CommandError` when ``--ckpt_path`` names a local file that does not exist,
+    a folder, or a file that is not a PyTorch checkpoint (a zip archive, as ``torch.save`` writes them).
+
+    Lightning's special values (``last``, ``best``, ``hpc``, ``registry[:...]``) and remote URLs are left to
+    Lightning.
+    """
+    if not ckpt_path:
+        return
+    text = str(ckpt_path)
+    if text in ("last", "best", "hpc") or text.startswith("registry") or "://" in text:
+        return
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise CommandError(f"{text}: is a folder, not a checkpoint file (--ckpt_path)")
+    if not path.is_file():
+        raise CommandError(f"{text}: no such checkpoint file (--ckpt_path)")
+    if not zipfile.is_zipfile(path):
+        raise CommandError(f"{text}: not a PyTorch checkpoint (not the zip archive torch.save writes) (--ckpt_path)")
+
+
+def _config_files(args: Sequence[str]) -> list[str]:
+    """The files given with ``--config FILE`` / ``--config=FILE``, last first (the last one wins)."""
+    files = [
+        arg.split("=", 1)[1] if arg.startswith("--config=") else args[i + 1]
+        for i, arg in enumerate(args)
+        if arg.startswith("--config=") or (arg == "--config" and i + 1 < len(args))
+    ]
+    return files[::-1]
+
+
+def _file_with_key(key: str, files: Sequence[str]) -> str | None:
+    """The config file (of ``files``) that sets the dotted ``key``, if one does."""
+    for file in files:
+        try:
+            node: Any = yaml.safe_load(Path(file).expanduser().read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        for part in key.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            return file
+    return None
+
+
+_MISSING = object()
+_KEY_IN_MESSAGE = re.compile(r"""(?:option|[Kk]ey) ["']([\w.]+)["']""")
+
+
+def _parse_error_message(message: str, args: Sequence[str]) -> str:
+    """jsonargparse's error on one line, prefixed with the config file that sets the key it names."""
+    message = " ".join(message.split())
+    match = _KEY_IN_MESSAGE.search(message)
+    file = _file_with_key(match.group(1), _config_files(args)) if match else None
+    return f"{file}: {message}" if file else message
 
 
 class SemanticCCCLI(LightningCLI):
@@ -35,6 +151,14 @@ class SemanticCCCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.strategy", "data.strategy")
         parser.link_arguments("data.tokenizer_path", TOKENIZER_TARGET, apply_on="instantiate")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check ``--ckpt_path`` before Lightning reads it and anything is built (one line for a
+        missing or unreadable file)."""
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            check_ckpt_path(self.config[subcommand].get("ckpt_path"))
 
     def instantiate_classes(self) -> None:
         """Instantiate, then hand the run's configuration (YAML) to the task, which stores it in checkpoints."""
@@ -88,16 +212,24 @@ def run_lightning_cli(args: Sequence[str]) -> SemanticCCCLI:
     """Run a LightningCLI subcommand; ``fit`` without ``--config`` uses the embedded ``tiny.yaml``.
 
     The arguments are put in ``sys.argv`` for the run (and restored after), because Lightning's DDP
-    launcher starts the other ranks by re-running ``sys.argv``.
+    launcher starts the other ranks by re-running ``sys.argv``. A parse error (an unknown or badly typed
+    configuration key, a missing config file) raises :class:`~semcc.commands.CommandError` with jsonargparse's
+    message on one line; ``--help`` and ``--print_config`` exit as usual.
     """
     args = list(args)
     has_config = any(a == "--config" or a.startswith("--config=") for a in args)
     asks_help = any(a in ("-h", "--help") or a.startswith("--print_config") for a in args)
     if args and args[0] == "fit" and not has_config and not asks_help:
         args = [args[0], "--config", str(CONFIG_DIR / "tiny.yaml"), *args[1:]]
+    quiet_console(args[0] if args else None)
     saved = sys.argv
     sys.argv = [saved[0] if saved else "semcc", *args]
     try:
-        return SemanticCCCLI(SemanticCCTask, SemanticCCDataModule, save_config_kwargs={"overwrite": True})
+        return SemanticCCCLI(
+            SemanticCCTask, SemanticCCDataModule, save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False},  # parse errors raise: one line, not usage + traceback
+        )
+    except argparse.ArgumentError as err:
+        raise CommandError(_parse_error_message(str(err), args)) from None
     finally:
         sys.argv = saved

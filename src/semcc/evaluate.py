@@ -1,33 +1,24 @@
-"""``semcc evaluate``: score captions made by any program under the published protocol (Sec. IV-B).
+"""Score captions made by any program under the published protocol (Sec. IV-B), as ``semcc evaluate`` does.
 
-Reads predictions (``captions.json``: a list of ``{"name", "prediction"}`` objects, or a ``{name: caption}``
-object) and a ``LevirCCcaptions.json``, scores one split with :func:`semcc.metrics.captioning.score_split`
-(BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, S*m; overall, change and no-change subsets) and puts the two floors
-beside it: the constant "the scene is the same as before" and the oracle-constant caption (the most
-frequent training caption of changed pairs for changed pairs). Prints a table and can write JSON.
+:func:`load_predictions` reads predictions (``captions.json``: a list of ``{"name", "prediction"}`` objects,
+or a ``{name: caption}`` object); :func:`evaluate_captions` scores one split of a ``LevirCCcaptions.json``
+with :func:`semcc.metrics.captioning.score_split` (BLEU-1..4, METEOR, ROUGE-L, CIDEr-D, S*m; overall, change
+and no-change subsets) and puts the two floors beside it: the constant "the scene is the same as before" and
+the oracle-constant caption (the most frequent training caption of changed pairs for changed pairs). The
+command (options, table, JSON and report files) is :mod:`semcc.commands.evaluate`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from semcc.data.levir import LevirDataError, load_levir_cc_captions, sentence_text
 from semcc.data.text import is_no_change, most_frequent_changed_caption
-from semcc.metrics.captioning import (
-    PROTOCOLS,
-    TOKENIZATIONS,
-    build_id_vocabulary,
-    meteor_unavailable_reason,
-    score_floors,
-    score_split,
-)
-from semcc.metrics.report import caption_table, write_report
+from semcc.metrics.captioning import build_id_vocabulary, score_floors, score_split
 
-__all__ = ["evaluate_captions", "load_predictions", "main"]
+__all__ = ["evaluate_captions", "load_predictions"]
+
 
 def load_predictions(path: str | Path) -> dict[str, str]:
     """``{name: caption}`` from a ``captions.json`` (list of ``{"name", "prediction"}`` or a mapping)."""
@@ -88,42 +79,3 @@ def evaluate_captions(
     if any(not all(is_no_change(x) for x in r) for r in train):  # the floors need a changed training pair
         results.update(score_floors(refs, most_frequent_changed_caption(train), **kw))
     return results
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="semcc evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--predictions", required=True, type=Path, help="captions.json of any program")
-    parser.add_argument("--references", required=True, type=Path, help="LevirCCcaptions.json")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--no-meteor", action="store_true", help="skip METEOR (it needs Java)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="words",
-                        help="score words (default) or vocabulary-id strings as published RSICC code does")
-    parser.add_argument("--tokenization", choices=TOKENIZATIONS, default="simple",
-                        help="simple normalisation (default) or pycocoevalcap's PTB tokenizer (needs Java)")
-    parser.add_argument("--out", type=Path, help="write the scores as JSON here")
-    parser.add_argument("--report", type=Path, help="write metrics.json and report.md (as `semcc test`) to this folder")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    try:
-        predictions = load_predictions(args.predictions)
-        results = evaluate_captions(
-            predictions, args.references, split=args.split, meteor=not args.no_meteor, protocol=args.protocol,
-            tokenization=args.tokenization,
-        )
-    except (LevirDataError, RuntimeError) as err:
-        print(f"semcc evaluate: {err}", file=sys.stderr)
-        return 2
-    print(f"{args.predictions} on the {args.split} split of {args.references} "
-          f"({args.protocol}, {args.tokenization} tokenization, five references per pair)")
-    print(caption_table(results, columns=("bleu_4", "meteor", "rouge_l", "cider", "s_m")))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
-        print(f"scores: {args.out}")
-    if args.report:
-        meteor = "computed" if "meteor" in results["model"] else (
-            "not computed (--no-meteor)" if args.no_meteor else meteor_unavailable_reason())
-        summary = {"split": args.split, "predictions": str(args.predictions), "references": str(args.references),
-                   "pairs": len(predictions), "protocol": args.protocol, "tokenization": args.tokenization,
-                   "meteor": meteor, "captioning": results}
-        paths = write_report(args.report, summary)
-        print("report: " + ", ".join(str(p) for p in paths.values()))
-    return 0

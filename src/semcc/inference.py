@@ -2,7 +2,7 @@
 change mask, applying the whole Semantic-CC network of paper Eq. 1 (encoder Eq. 2-3, neck Eq. 4-5, CD head
 Eq. 6, caption head Eq. 7-8) at inference.
 
-Two views of each pair (A = before, B = after), both normalised with the run's ``data.mean`` / ``data.std``
+Two views of each pair (A = before, B = after), both normalised with the run's ``data.loader.mean`` / ``std``
 (stored in the checkpoint; LEVIR-CC statistics otherwise):
 
 * **Caption** (Eq. 7): the pair is resized (bilinear, antialiased) to the model's input size
@@ -18,21 +18,18 @@ Two views of each pair (A = before, B = after), both normalised with the run's `
 
 Inputs, for ``before`` and ``after`` alike: a file path, a PIL image, an ``H x W x 3`` ``uint8`` numpy array
 (floats in [0, 1] are accepted too) or a ``C x H x W`` tensor (``uint8`` 0-255 or float in [0, 1], not
-normalised). Conversions, not errors (the rules of :func:`semcc.data.levir.read_rgb`): grey (one channel) is
-repeated to RGB, an alpha channel (RGBA, LA) is dropped, palette images are converted to RGB. Errors are
-:class:`InputImageError` (a ``ValueError``) naming the file (or ``before[i]`` / ``after[i]`` for in-memory
-images): a missing or corrupt file, A and B of different sizes (both files and sizes are named), an array of
-an unsupported shape or type.
+normalised), read by :func:`semcc.data.inputs.to_rgb` (grey repeated to RGB, alpha dropped, palettes
+converted). Errors are :class:`~semcc.data.inputs.InputImageError` (a ``ValueError``) naming the file (or
+``before[i]`` / ``after[i]`` for in-memory images).
 
-``semcc caption BEFORE AFTER --ckpt CKPT`` (:func:`caption_main`) is the command-line form.
+``semcc caption BEFORE AFTER --ckpt CKPT`` (:mod:`semcc.commands.caption`) is the command-line form. This
+module imports no Lightning: a checkpoint is rebuilt by :func:`semcc.tasks.loading.load_task`, imported only
+when :meth:`Predictor.from_checkpoint` is called.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,20 +39,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from PIL import Image
 
-from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, LevirDataError, Normalizer, pil_to_rgb, read_rgb
+from semcc.data.inputs import ImageInput, InputImageError, image_name, load_pair, mask_to_png, to_rgb
+from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, Normalizer
 from semcc.data.text import INSTRUCTIONS
 from semcc.models.cd_head import class_mask
 from semcc.models.semantic_cc import SemanticCC
-from semcc.tasks.writer import mask_to_png
 
+# The input helpers live in semcc.data.inputs; inference re-exports them, its public names since the start.
 __all__ = [
     "ImageInput",
     "InputImageError",
     "PairPrediction",
     "Predictor",
-    "caption_main",
     "check_device",
     "load_pair",
     "mask_to_png",
@@ -64,16 +60,6 @@ __all__ = [
     "window_starts",
     "window_weight",
 ]
-
-#: What ``Predictor.predict`` accepts for one image.
-ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
-
-class InputImageError(ValueError):
-    """An input image is missing, unreadable, of an unsupported kind, or A and B differ in size.
-
-    The message starts with the file (or ``before[i]`` / ``after[i]`` for an in-memory image).
-    """
-
 
 @dataclass
 class PairPrediction:
@@ -96,80 +82,6 @@ class PairPrediction:
     mask: np.ndarray | None
     probability: np.ndarray | None = None
     logits: np.ndarray | None = None
-
-
-# ------------------------------------------------------------------------------------------------ inputs
-def _array_to_rgb(array: np.ndarray, label: str, channels_first: bool) -> np.ndarray:
-    if channels_first and array.ndim == 3:
-        array = np.moveaxis(array, 0, -1)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or min(array.shape[:2]) < 1:
-        layout = "C x H x W" if channels_first else "H x W x C"
-        raise InputImageError(
-            f"{label}: expected an image of shape {layout} with 1, 3 or 4 channels (or H x W), got {array.shape}"
-        )
-    if array.dtype == np.uint8:
-        pass
-    elif array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    elif np.issubdtype(array.dtype, np.floating):
-        if array.size and (np.nanmin(array) < 0 or np.nanmax(array) > 1):
-            raise InputImageError(
-                f"{label}: float images must be RGB in [0, 1] (not normalised), got values in "
-                f"[{float(np.nanmin(array)):.3g}, {float(np.nanmax(array)):.3g}]"
-            )
-        array = np.rint(np.nan_to_num(array) * 255).astype(np.uint8)
-    else:
-        raise InputImageError(f"{label}: expected uint8 (0-255) or float (0-1) pixels, got {array.dtype}")
-    if array.shape[-1] in (2, 4):  # LA / RGBA: drop alpha
-        array = array[..., :-1]
-    if array.shape[-1] == 1:  # grey: repeat to RGB
-        array = np.repeat(array, 3, axis=-1)
-    return np.ascontiguousarray(array)
-
-
-def to_rgb(image: ImageInput, label: str = "image") -> np.ndarray:
-    """Any supported image input as ``uint8 [H, W, 3]`` (see the module docstring for the conversions).
-
-    ``label`` names an in-memory image in error messages; a path names itself.
-    """
-    try:
-        if isinstance(image, (str, os.PathLike)):
-            return read_rgb(Path(image).expanduser())
-        if isinstance(image, Image.Image):
-            return pil_to_rgb(image, label)
-    except LevirDataError as err:
-        raise InputImageError(str(err)) from None
-    if isinstance(image, torch.Tensor):
-        return _array_to_rgb(image.detach().cpu().numpy(), label, channels_first=True)
-    if isinstance(image, np.ndarray):
-        return _array_to_rgb(image, label, channels_first=False)
-    raise InputImageError(
-        f"{label}: expected a file path, a PIL image, a numpy array or a tensor, got {type(image).__name__}"
-    )
-
-
-def _describe(image: ImageInput, label: str) -> str:
-    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else label
-
-
-def load_pair(
-    before: ImageInput, after: ImageInput, label_a: str = "before", label_b: str = "after"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Both images as ``uint8 [H, W, 3]``; :class:`InputImageError` naming both files (or labels) and sizes
-    when they differ in size."""
-    a, b = to_rgb(before, label_a), to_rgb(after, label_b)
-    if a.shape[:2] != b.shape[:2]:
-        raise InputImageError(
-            f"{_describe(before, label_a)} is {a.shape[1]}x{a.shape[0]} but {_describe(after, label_b)} is "
-            f"{b.shape[1]}x{b.shape[0]} (width x height): the before and after images must have the same size"
-        )
-    return a, b
-
-
-def _name(image: ImageInput, index: int) -> str:
-    return Path(image).name if isinstance(image, (str, os.PathLike)) else f"pair{index}"
 
 
 # --------------------------------------------------------------------------------------- sliding window
@@ -259,7 +171,8 @@ def sliding_window_logits(
 
 # -------------------------------------------------------------------------------------------- predictor
 def _run_config_stats(task: Any) -> tuple[Sequence[float] | None, Sequence[float] | None]:
-    """``data.mean`` / ``data.std`` of the YAML run configuration a checkpoint stored, if any."""
+    """``data.loader.mean`` / ``data.loader.std`` (``data.mean`` / ``data.std`` in older runs) of the YAML run
+    configuration a checkpoint stored, if any."""
     text = getattr(task, "run_config", None)
     if not text:
         return None, None
@@ -269,7 +182,17 @@ def _run_config_stats(task: Any) -> tuple[Sequence[float] | None, Sequence[float
         return None, None
     if isinstance(data.get("init_args"), dict):
         data = data["init_args"]
-    return data.get("mean"), data.get("std")
+    loader = data.get("loader") if isinstance(data.get("loader"), dict) else {}
+    return loader.get("mean", data.get("mean")), loader.get("std", data.get("std"))
+
+
+def _task_setting(task: Any, name: str) -> Any:
+    """The task's evaluation setting ``name`` (``task.evaluation.<name>``, else the hyperparameter); ``None``
+    for a bare model."""
+    evaluation = getattr(task, "evaluation", None)
+    if evaluation is not None and hasattr(evaluation, name):
+        return getattr(evaluation, name)
+    return (getattr(task, "hparams", None) or {}).get(name)
 
 
 class Predictor:
@@ -279,8 +202,8 @@ class Predictor:
         task_or_model: a :class:`~semcc.tasks.module.SemanticCCTask` (e.g. from
             :func:`~semcc.tasks.loading.load_task`) or a bare :class:`~semcc.models.SemanticCC`.
         device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``...).
-        mean, std: RGB normalisation on the 0-1 scale; default: the run configuration's ``data.mean`` /
-            ``data.std`` when the task carries one (checkpoints of ``semcc fit`` do), else LEVIR-CC's.
+        mean, std: RGB normalisation on the 0-1 scale; default: the run configuration's ``data.loader.mean`` /
+            ``data.loader.std`` when the task carries one (checkpoints of ``semcc fit`` do), else LEVIR-CC's.
         batch_size: pairs per caption forward, and windows per mask forward.
         max_new_tokens: caption length limit (default: the task's ``max_new_tokens``, else the model's).
         overlap: fraction of a window shared with its neighbour, in [0, 1).
@@ -313,7 +236,6 @@ class Predictor:
         self.device = torch.device(device)
         self.task = task_or_model if task_or_model is not model else None
         self.model = model.to(self.device).eval()
-        hparams = getattr(task_or_model, "hparams", {}) or {}
         run_mean, run_std = _run_config_stats(task_or_model)
         mean = mean if mean is not None else (run_mean if run_mean is not None else LEVIR_CC_MEAN)
         std = std if std is not None else (run_std if run_std is not None else LEVIR_CC_STD)
@@ -321,11 +243,13 @@ class Predictor:
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.batch_size = int(batch_size)
-        self.max_new_tokens = max_new_tokens if max_new_tokens is not None else hparams.get("max_new_tokens")
+        if max_new_tokens is None:
+            max_new_tokens = _task_setting(task_or_model, "max_new_tokens")
+        self.max_new_tokens = max_new_tokens
         self.overlap = float(overlap)
         self.weight = weight
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
-        self.ensemble = bool(hparams.get("ensemble", False)) if ensemble is None else bool(ensemble)
+        self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
@@ -451,64 +375,12 @@ class Predictor:
                 sizes.append((int(a.shape[0]), int(a.shape[1])))
             outputs = self._predict_batch(pairs, probability, logits)
             for i, size, (caption, logit) in zip(indices, sizes, outputs, strict=True):
-                name = names[i] if names is not None else _name(befores[i], i)
+                name = names[i] if names is not None else image_name(befores[i], i)
                 results.append(self._result(name, size, caption, logit, probability, logits))
         return results[0] if single else results
-
-
-# ------------------------------------------------------------------------------------------------ files
-def _caption_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="semcc caption",
-        description="Caption the change between two images of one place (any size, same size) and write the "
-        "change mask and an overlay picture (paper Eq. 1 at inference).",
-    )
-    p.add_argument("before", type=Path, help="the earlier image (A)")
-    p.add_argument("after", type=Path, help="the later image (B)")
-    p.add_argument("--ckpt", required=True, type=Path, help="a checkpoint written by `semcc fit`")
-    p.add_argument("--out", type=Path, default=Path("semcc-caption"), help="output folder (default ./semcc-caption)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward of the sliding window")
-    p.add_argument("--overlap", type=float, default=0.25, help="overlap of the sliding windows, in [0, 1)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: the run's)")
-    return p
 
 
 def check_device(device: str) -> None:
     """Raise a one-line error for a CUDA device on a machine without one."""
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for but no CUDA device is available")
-
-
-def caption_main(argv: Sequence[str] | None = None) -> int:
-    """``semcc caption BEFORE AFTER --ckpt CKPT``: print the caption, write ``<out>/<name>_mask.png`` and
-    ``<out>/<name>_overlay.png``. User errors give a one-line message and exit status 1."""
-    from semcc.visualize import overlay_figure
-
-    try:
-        args = _caption_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    try:
-        check_device(args.device)
-        before, after = load_pair(args.before, args.after)  # input errors before the model is loaded
-        predictor = Predictor.from_checkpoint(
-            args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
-            max_new_tokens=args.max_new_tokens,
-        )
-        name = args.before.stem
-        result = predictor.predict(before, after, names=[name])
-        assert isinstance(result, PairPrediction)
-        args.out.mkdir(parents=True, exist_ok=True)
-        print(result.caption if result.caption is not None else "(this model has no caption head)")
-        if result.mask is not None:
-            mask_path = args.out / f"{name}_mask.png"
-            mask_to_png(result.mask, predictor.num_classes).save(mask_path)
-            print(f"mask: {mask_path}")
-        overlay_path = args.out / f"{name}_overlay.png"
-        overlay_figure(before, after, result.mask, result.caption or "").save(overlay_path)
-        print(f"overlay: {overlay_path}")
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"semcc caption: error: {err}", file=sys.stderr)
-        return 1
-    return 0

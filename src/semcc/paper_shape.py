@@ -7,7 +7,7 @@ folder). None of them can be downloaded here, and at full depth they do not fit 
 :func:`write_paper_shape_checkpoints` writes files with the same formats, key names, dtypes and (with
 ``widths="paper"``) the same widths, but random weights and only a few layers, so that the paper config's
 real loaders (:func:`semcc.models.encoder.load_sam_image_encoder`,
-:func:`semcc.models.cc_head.load_qformer_checkpoint`, :func:`semcc.models.cc_head.load_llama_proj`,
+:func:`semcc.models.checkpoints.load_qformer_checkpoint`, :func:`semcc.models.checkpoints.load_llama_proj`,
 ``AutoModelForCausalLM.from_pretrained`` / ``AutoTokenizer.from_pretrained``) can be exercised on a CPU.
 ``widths="small"`` keeps the formats with narrow widths for unit tests. The widths of both sets are in
 :data:`SHAPES`.
@@ -26,7 +26,7 @@ Files written to ``OUT``:
   ``intermediate_query`` / ``output_query`` and the text FFN ``intermediate`` / ``output``),
   ``Qformer.cls.predictions.*`` (decoder weight tied to the word embeddings, as in LAVIS),
   ``query_tokens`` and ``ln_vision``. The query-path keys are ``transformers.Blip2QFormerModel``'s state dict
-  under LAVIS names (the inverse of :func:`semcc.models.cc_head.map_lavis_qformer_keys`). The real file
+  under LAVIS names (the inverse of :func:`semcc.models.checkpoints.map_lavis_qformer_keys`). The real file
   may hold further LAVIS parts (e.g. a ``t5_proj``) that semcc ignores; they are not written.
 * ``pretrained_minigpt4.pth``: ``{"model": {"llama_proj.weight", "llama_proj.bias"}}`` (MiniGPT-4).
 * ``vicuna-7b/``: a ``LlamaForCausalLM`` saved by ``save_pretrained`` (safetensors, float16 like Vicuna's
@@ -123,25 +123,30 @@ _UNK, _BOS, _EOS = "<unk>", "<s>", "</s>"
 
 def sam_encoder_kwargs(widths: str = "paper", vit_depth: int = 2) -> dict[str, Any]:
     """Keyword arguments of :class:`~semcc.models.encoder.BiTemporalSAMEncoder` matching ``sam_vit_l.pth``
-    (all but ``img_size``, which is the input size: the loader resizes the 1024 px grids to it)."""
+    (the ``vit`` sizes; all but ``img_size``, which is the input size: the loader resizes the 1024 px grids to it)."""
     s = SHAPES[_check_widths(widths)]["sam"]
-    return {
+    return {"vit": {
         "patch_size": s["patch_size"], "embed_dim": s["embed_dim"], "depth": vit_depth, "num_heads": s["num_heads"],
         "mlp_ratio": s["mlp_ratio"], "window_size": s["window_size"], "global_attn_indexes": (vit_depth - 1,),
         "out_chans": s["out_chans"],
-    }
+    }}
 
 
-def cc_head_kwargs(widths: str = "paper", qformer_layers: int = 2) -> dict[str, Any]:
-    """Q-Former keyword arguments of :class:`~semcc.models.cc_head.ChangeCaptionHead` matching
-    ``blip2_pretrained_flant5xxl.pth`` and ``pretrained_minigpt4.pth`` (``vision_width``: SAM's width)."""
+def cc_head_kwargs(widths: str = "paper", qformer_layers: int = 2, qformer_checkpoint: str | None = None
+                   ) -> dict[str, Any]:
+    """Keyword arguments of :class:`~semcc.models.cc_head.ChangeCaptionHead` matching
+    ``blip2_pretrained_flant5xxl.pth`` and ``pretrained_minigpt4.pth``: ``vision_width`` (SAM's width) and the
+    ``qformer`` sizes, reading ``qformer_checkpoint`` when given."""
     shapes = SHAPES[_check_widths(widths)]
     q = shapes["qformer"]
     return {
-        "vision_width": shapes["sam"]["embed_dim"], "qformer_hidden_size": q["hidden_size"],
-        "qformer_layers": qformer_layers, "qformer_heads": q["num_heads"],
-        "qformer_intermediate_size": q["intermediate_size"], "qformer_encoder_width": q["encoder_width"],
-        "num_query_tokens": q["num_query_tokens"], "cross_attention_frequency": q["cross_attention_frequency"],
+        "vision_width": shapes["sam"]["embed_dim"],
+        "qformer": {
+            "hidden_size": q["hidden_size"], "layers": qformer_layers, "heads": q["num_heads"],
+            "intermediate_size": q["intermediate_size"], "encoder_width": q["encoder_width"],
+            "num_query_tokens": q["num_query_tokens"], "cross_attention_frequency": q["cross_attention_frequency"],
+            "checkpoint": qformer_checkpoint,
+        },
     }
 
 

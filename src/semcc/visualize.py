@@ -4,29 +4,24 @@
   caption underneath (wrapped), as ``semcc caption`` writes it.
 * :func:`results_figure`: the paper's Fig. 9 layout for N pairs of a split: rows of before, after, ground-
   truth mask (a blank "no GT mask" panel when there is none), predicted mask, with the ground-truth and
-  predicted captions under each row. ``semcc figure`` (:func:`figure_main`) draws it from a checkpoint and a
-  LEVIR-CC / LEVIR-MCI folder.
+  predicted captions under each row. ``semcc figure`` (:mod:`semcc.commands.figure`) draws it from a
+  checkpoint and a LEVIR-CC / LEVIR-MCI folder.
 
-Text uses PIL's default font. Images are anything :func:`semcc.inference.to_rgb` reads (paths, PIL images,
-``uint8`` arrays, tensors).
+Text uses PIL's default font. Images are anything :func:`semcc.data.inputs.to_rgb` reads (paths, PIL images,
+``uint8`` arrays, tensors). Pictures only: no model and no Lightning are imported here.
 """
 
 from __future__ import annotations
 
-import argparse
-import random
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from semcc.inference import ImageInput, to_rgb
-from semcc.tasks.writer import mask_to_png
+from semcc.data.inputs import ImageInput, mask_to_png, to_rgb
 
-__all__ = ["MASK_COLORS", "FigureSample", "figure_main", "overlay_figure", "results_figure"]
+__all__ = ["MASK_COLORS", "FigureSample", "overlay_figure", "results_figure"]
 
 #: Overlay colour of mask class 1, 2, ... (class 0, "no change", is not drawn).
 MASK_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -141,7 +136,7 @@ class FigureSample:
     """One row of :func:`results_figure`.
 
     Attributes:
-        before, after: the images (anything :func:`semcc.inference.to_rgb` reads).
+        before, after: the images (anything :func:`semcc.data.inputs.to_rgb` reads).
         pred_mask: predicted class indices ``[H, W]``, drawn as 0 / 255 (binary) or class x 255 / (K - 1).
         pred_caption: the predicted caption.
         gt_mask: the ground-truth label ``uint8 [H, W]``, drawn as its grey values as given (a LEVIR-MCI
@@ -213,80 +208,3 @@ def results_figure(
         _text_block(draw, (_GAP, y), text, font, line_h)
         y += line_h * len(text) + 2 * _GAP
     return canvas
-
-
-# ------------------------------------------------------------------------------------------ semcc figure
-def _figure_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="semcc figure",
-        description="Draw a Fig. 9-style picture of N pairs of a LEVIR-CC / LEVIR-MCI split: before, after, GT "
-        "mask, predicted mask, GT and predicted captions.",
-    )
-    p.add_argument("--ckpt", required=True, type=Path, help="a checkpoint written by `semcc fit`")
-    p.add_argument("--root", required=True, type=Path,
-                   help="LEVIR-CC or LEVIR-MCI folder (LevirCCcaptions.json[.gz] + images/SPLIT/{A,B[,label]})")
-    p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=6, help="pairs to draw (of those with images on disk)")
-    p.add_argument("--out", type=Path, default=Path("fig9.png"), help="output PNG (default fig9.png)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the choice of pairs")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--panel-size", type=int, default=256, help="panel size in pixels")
-    return p
-
-
-def _split_entries(root: Path, split: str) -> list[dict]:
-    from semcc.data.levir import LevirDataError, load_levir_cc_captions
-
-    plain, packed = root / "LevirCCcaptions.json", root / "LevirCCcaptions.json.gz"
-    images = load_levir_cc_captions(plain if plain.is_file() or not packed.is_file() else packed)
-    entries = [e for e in images if e["split"] == split]
-    if not entries:
-        splits = sorted({str(e["split"]) for e in images})
-        raise LevirDataError(f"{root}: no pairs in split {split!r}; splits: {', '.join(splits)}")
-    return entries
-
-
-def figure_main(argv: Sequence[str] | None = None) -> int:
-    """``semcc figure --ckpt CKPT --root ROOT [--split test] [--n 6] [--out fig9.png] [--seed 0]``."""
-    from semcc.data.levir import _read_label, sentence_text
-    from semcc.inference import Predictor, check_device
-
-    try:
-        args = _figure_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
-    try:
-        if args.n < 1:
-            raise ValueError(f"--n must be at least 1, got {args.n}")
-        check_device(args.device)
-        entries = _split_entries(args.root, args.split)
-        rows = []
-        for e in entries:
-            folder = args.root / "images" / str(e.get("filepath") or e["split"])
-            a, b, label = (folder / sub / e["filename"] for sub in ("A", "B", "label"))
-            if a.is_file() and b.is_file():
-                rows.append((e, a, b, label if label.is_file() else None))
-        if not rows:
-            raise ValueError(f"{args.root / 'images'}: no {args.split} pair has both its A and B image on disk")
-        chosen = sorted(random.Random(args.seed).sample(rows, min(args.n, len(rows))), key=lambda r: r[0]["filename"])
-        predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, batch_size=args.batch_size)
-        results = predictor.predict([r[1] for r in chosen], [r[2] for r in chosen])
-        samples = [
-            FigureSample(
-                before=a, after=b, pred_mask=res.mask, pred_caption=res.caption,
-                gt_mask=_read_label(label) if label is not None else None,
-                gt_caption=sentence_text(e["sentences"][0]), name=str(e["filename"]),
-            )
-            for (e, a, b, label), res in zip(chosen, results, strict=True)
-        ]
-        figure = results_figure(samples, panel_size=args.panel_size, num_classes=max(2, predictor.num_classes))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        figure.save(args.out)
-    except (ValueError, OSError, RuntimeError) as err:
-        print(f"semcc figure: error: {err}", file=sys.stderr)
-        return 1
-    missing = sum(1 for r in chosen if r[3] is None)
-    print(f"semcc figure: {len(chosen)} {args.split} pairs" + (f" ({missing} without a GT mask)" if missing else ""))
-    print(f"figure: {args.out}")
-    return 0

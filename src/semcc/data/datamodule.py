@@ -6,8 +6,8 @@ Sources (any of which may be absent):
   covering grid of crops for evaluation; labels y_cd of Eq. 9.
 * ``cc``: LEVIR-CC layout (:class:`~semcc.data.levir.LevirCCDataset`), captions y_cc of Eq. 9.
 * ``joint``: LEVIR-MCI layout (:class:`~semcc.data.levir.LevirMCIDataset`), pairs with both labels.
-* ``folder`` (prediction only, ``predict_root``): a plain folder ``DIR/A/NAME``, ``DIR/B/NAME`` of pairs
-  without labels (:class:`~semcc.data.folder.PairFolderDataset`), resized to ``cd_crop_size``.
+* ``folder`` (prediction only, ``eval_data.predict_root``): a plain folder ``DIR/A/NAME``, ``DIR/B/NAME`` of
+  pairs without labels (:class:`~semcc.data.folder.PairFolderDataset`), resized to ``cd.crop_size``.
 
 When ``synth_root`` is set, missing roots default to the SynthLEVIR folders under it (``LEVIR-CC`` for cc
 and joint, ``LEVIR-CD`` for cd) and the data set is generated there on first use (once; reused after;
@@ -16,6 +16,9 @@ a file lock makes concurrent processes, e.g. DDP ranks, wait for one generator).
 Batches are :class:`ChangeBatch` dictionaries of any size: ``image_a``/``image_b`` ``[B, 3, H, W]``,
 ``mask`` ``[B, H, W]`` where the source has masks, ``captions`` (all references of each pair),
 ``name``, ``changed`` ``[B]`` bool and ``source``.
+
+The options beyond the roots, ``synth``, ``sources``, ``batch_size``, ``tokenizer_dir`` and ``strategy`` are
+grouped in small typed configs (:mod:`semcc.data.options`): ``eval_data``, ``loader``, ``cd``, ``phases``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Literal, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 import lightning as L
 import torch
@@ -35,8 +38,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from semcc.data.folder import PairFolderDataset
 from semcc.data.levir import (
-    LEVIR_CC_MEAN,
-    LEVIR_CC_STD,
     ChangeSample,
     LevirCCDataset,
     LevirCDDataset,
@@ -44,17 +45,26 @@ from semcc.data.levir import (
     load_levir_cc_captions,
     sentence_text,
 )
-from semcc.data.sampler import MultiSourceDataset, PhaseBatchSampler, phases_for
+from semcc.data.options import CDCropConfig, EvalDataConfig, LoaderConfig, PhaseConfig, Source
+from semcc.data.sampler import MultiSourceDataset, PhaseBatchSampler
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir, is_generated
 from semcc.data.text import build_word_tokenizer, most_frequent_changed_caption
+from semcc.strategies import SOURCES, phases_for
 
-__all__ = ["SOURCES", "TOKENIZER_STAMP", "ChangeBatch", "SemanticCCDataModule", "collate_change_samples"]
+__all__ = [
+    "SOURCES",
+    "TOKENIZER_STAMP",
+    "CDCropConfig",
+    "ChangeBatch",
+    "EvalDataConfig",
+    "LoaderConfig",
+    "PhaseConfig",
+    "SemanticCCDataModule",
+    "collate_change_samples",
+]
 
 #: File in ``tokenizer_dir``: the SHA-256 of the training captions the tokenizer was built from.
 TOKENIZER_STAMP = "semcc_captions.sha256"
-
-Source = Literal["cd", "cc", "joint"]
-SOURCES: tuple[str, ...] = ("cd", "cc", "joint")
 
 
 class ChangeBatch(TypedDict):
@@ -129,33 +139,18 @@ class SemanticCCDataModule(L.LightningDataModule):
         synth: the SynthLEVIR arguments (sizes, counts, seed, nuisance); only used with ``synth_root``.
         sources: which sources to use (default: every one whose root is set).
         batch_size: training batch size (every source).
-        eval_batch_size: validation/test/predict batch size (default: ``batch_size``).
-        num_workers: DataLoader worker processes.
-        pin_memory: pin host memory (default: when CUDA is available).
-        cd_crop_size: crop size of LEVIR-CD tiles (the model's input size).
-        cd_samples_per_tile: random crops per LEVIR-CD tile and epoch in training.
-        cd_flip: random horizontal/vertical flips of LEVIR-CD training crops.
-        cd_positive_fraction: share of LEVIR-CD training crops placed around a changed pixel (default 0:
-            all uniform; see :class:`~semcc.data.levir.LevirCDDataset`).
-        cd_cache_images: keep decoded LEVIR-CD tiles in memory (each tile is read for many crops).
-        cache_images: keep the decoded LEVIR-CC / LEVIR-MCI pairs (and labels) in memory after their first
-            read (small data sets read for many epochs; per worker process).
-        joint_mask_mode: how LEVIR-MCI labels map to classes (``building``, ``change`` or ``classes``).
-        val_sources: sources evaluated in validation/test (default: ``joint`` if set, else ``cc`` and ``cd``).
-        predict_split: the split that ``predict_dataloader`` serves (from ``cc`` or ``joint``).
-        predict_root: a plain folder of pairs (``A/NAME``, ``B/NAME``, no captions) that
-            ``predict_dataloader`` serves instead, resized to ``cd_crop_size`` (the model's input size).
-        mean, std: RGB normalisation on the 0-1 scale (default: LEVIR-CC statistics).
         tokenizer_dir: where semcc builds the word-level tokenizer from the training captions (once; again
             when the training captions change, e.g. SynthLEVIR regenerated with other arguments).
         strategy: the training strategy whose phases ``train_dataloader`` yields (``three_stage``,
             ``two_stage``, ``one_stage``; the configs link it to the task's).
-        seed: seed of the per-epoch shuffling of the training phases (the same on every rank).
-        train_repeats: passes over each training source per epoch (default 1), e.g. ``{"cc": 4}`` makes
-            phase ii of ``three_stage`` read D_cc four times per epoch (:class:`PhaseBatchSampler`).
-        allow_missing_phases: run a strategy without the phases whose source is not configured (e.g.
-            three-stage without LEVIR-MCI); a warning names them. Default: such a configuration is an error,
-            so that an experiment never changes silently.
+        eval_data: what validation, test and prediction read (:class:`~semcc.data.options.EvalDataConfig`:
+            ``sources``, ``batch_size``, ``predict_split``, ``predict_root``).
+        loader: how every loader reads samples (:class:`~semcc.data.options.LoaderConfig`: ``num_workers``,
+            ``pin_memory``, ``cache_images``, ``mean``, ``std``, ``joint_mask_mode``).
+        cd: how LEVIR-CD tiles are cropped (:class:`~semcc.data.options.CDCropConfig`: ``crop_size``,
+            ``samples_per_tile``, ``flip``, ``positive_fraction``, ``cache_images``).
+        phases: how the training loader draws the phases (:class:`~semcc.data.options.PhaseConfig`: ``seed``,
+            ``repeats``, ``allow_missing``).
     """
 
     def __init__(
@@ -168,30 +163,18 @@ class SemanticCCDataModule(L.LightningDataModule):
         synth: SynthLEVIRConfig | None = None,
         sources: list[Source] | None = None,
         batch_size: int = 4,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool | None = None,
-        cd_crop_size: int = 256,
-        cd_samples_per_tile: int = 4,
-        cd_flip: bool = True,
-        cd_positive_fraction: float = 0.0,
-        cd_cache_images: bool = False,
-        cache_images: bool = False,
-        joint_mask_mode: Literal["building", "change", "classes"] = "building",
-        val_sources: list[Source] | None = None,
-        predict_split: str = "test",
-        predict_root: str | None = None,
-        mean: tuple[float, float, float] = LEVIR_CC_MEAN,
-        std: tuple[float, float, float] = LEVIR_CC_STD,
         tokenizer_dir: str | None = None,
         strategy: str = "three_stage",
-        seed: int = 0,
-        train_repeats: dict[str, int] | None = None,
-        allow_missing_phases: bool = False,
+        eval_data: EvalDataConfig | None = None,
+        loader: LoaderConfig | None = None,
+        cd: CDCropConfig | None = None,
+        phases: PhaseConfig | None = None,
     ) -> None:
         super().__init__()
-        if train_repeats and (unknown := [s for s in train_repeats if s not in SOURCES]):
-            raise ValueError(f"train_repeats has unknown sources {unknown}; choose from {list(SOURCES)}")
+        self.eval_data = eval_data if eval_data is not None else EvalDataConfig()
+        self.loader = loader if loader is not None else LoaderConfig()
+        self.cd = cd if cd is not None else CDCropConfig()
+        self.phases = phases if phases is not None else PhaseConfig()
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.synth_root = Path(synth_root).expanduser() if synth_root else None
@@ -209,38 +192,34 @@ class SemanticCCDataModule(L.LightningDataModule):
             if missing := [s for s in sources if s not in self.roots]:
                 raise ValueError(f"sources {missing} have no root: set {', '.join(m + '_root' for m in missing)}")
             self.roots = {k: v for k, v in self.roots.items() if k in sources}
-        if predict_root:  # not a training source: ``sources`` lists cd, cc and joint only
-            self.roots["folder"] = Path(predict_root).expanduser()
+        if self.eval_data.predict_root:  # not a training source: ``sources`` lists cd, cc and joint only
+            self.roots["folder"] = Path(self.eval_data.predict_root).expanduser()
         if not self.roots:
             raise ValueError("no data: set at least one of cc_root, cd_root, joint_root or synth_root")
+        val_sources = self.eval_data.sources
         if val_sources is None:
             val_sources = ["joint"] if "joint" in self.roots else [s for s in ("cc", "cd") if s in self.roots]
         if missing := [s for s in val_sources if s not in self.roots]:
-            raise ValueError(f"val_sources {missing} are not among the configured sources {list(self.roots)}")
+            raise ValueError(
+                f"eval_data.sources {missing} are not among the configured sources {list(self.roots)}"
+            )
         self.val_sources = list(val_sources)
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.cd_crop_size = cd_crop_size
-        self.cd_samples_per_tile = cd_samples_per_tile
-        self.cd_flip = cd_flip
-        self.cd_positive_fraction = cd_positive_fraction
-        self.cd_cache_images = cd_cache_images
-        self.cache_images = cache_images
-        self.joint_mask_mode = joint_mask_mode
-        self.predict_split = predict_split
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.eval_batch_size = self.eval_data.batch_size or batch_size
+        self.pin_memory = torch.cuda.is_available() if self.loader.pin_memory is None else self.loader.pin_memory
         self.tokenizer_dir = Path(tokenizer_dir).expanduser() if tokenizer_dir else None
         self._tokenizer_checked = False
         self.strategy = strategy
-        self.seed = seed
-        self.train_repeats = dict(train_repeats or {})
-        self.allow_missing_phases = allow_missing_phases
         self._resume: tuple[int, int] | None = None
         self._changed_caption: str | None = None
         self._datasets: dict[tuple[str, str], Dataset] = {}
-        self.save_hyperparameters(ignore=["synth"])
+        groups = {"eval_data": self.eval_data, "loader": self.loader, "cd": self.cd, "phases": self.phases}
+        # The roots as resolved above; the option groups as plain mappings (as in YAML).
+        self.save_hyperparameters({
+            "cc_root": cc_root, "cd_root": cd_root, "joint_root": joint_root, "synth_root": synth_root,
+            "sources": sources, "batch_size": batch_size, "tokenizer_dir": tokenizer_dir, "strategy": strategy,
+            **{name: asdict(group) for name, group in groups.items()},
+        })
         if self.synth is not None:
             self.hparams["synth"] = asdict(self.synth)
 
@@ -327,32 +306,34 @@ class SemanticCCDataModule(L.LightningDataModule):
         key = (source, split)
         if key not in self._datasets:
             self.ensure_data()
-            root, norm = self.roots[source], {"mean": self.mean, "std": self.std}
+            loader, cd = self.loader, self.cd
+            root, norm = self.roots[source], {"mean": tuple(loader.mean), "std": tuple(loader.std)}
             if source == "folder":
-                ds: Dataset = PairFolderDataset(root, size=self.cd_crop_size, **norm)
+                ds: Dataset = PairFolderDataset(root, size=cd.crop_size, **norm)
             elif source == "cc":
-                ds = LevirCCDataset(root, split, cache_images=self.cache_images, **norm)
+                ds = LevirCCDataset(root, split, cache_images=loader.cache_images, **norm)
             elif source == "joint":
-                ds = LevirMCIDataset(root, split, mask_mode=self.joint_mask_mode, cache_images=self.cache_images,
+                ds = LevirMCIDataset(root, split, mask_mode=loader.joint_mask_mode, cache_images=loader.cache_images,
                                      **norm)
             else:
                 train = split == "train"
                 ds = LevirCDDataset(
                     root,
                     split,
-                    crop_size=self.cd_crop_size,
+                    crop_size=cd.crop_size,
                     mode="random" if train else "grid",
-                    samples_per_tile=self.cd_samples_per_tile if train else 1,
-                    flip=self.cd_flip and train,
-                    positive_fraction=self.cd_positive_fraction if train else 0.0,
-                    cache_images=self.cd_cache_images,
+                    samples_per_tile=cd.samples_per_tile if train else 1,
+                    flip=cd.flip and train,
+                    positive_fraction=cd.positive_fraction if train else 0.0,
+                    cache_images=cd.cache_images,
                     **norm,
                 )
             self._datasets[key] = ds
         return self._datasets[key]
 
     def setup(self, stage: str | None = None) -> None:
-        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": [self.predict_split]}
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"],
+                  "predict": [self.eval_data.predict_split]}
         for split in splits.get(stage or "fit", ["train", "val"]):
             sources = self.sources if split == "train" else self.val_sources
             if stage == "predict":
@@ -377,9 +358,9 @@ class SemanticCCDataModule(L.LightningDataModule):
             batch_size=self.batch_size if train else self.eval_batch_size,
             shuffle=(train if shuffle is None else shuffle) if sampler is None else False,
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=self.loader.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.loader.num_workers > 0,
             collate_fn=_Collate(source),
         )
 
@@ -405,8 +386,8 @@ class SemanticCCDataModule(L.LightningDataModule):
             elif source == "joint":
                 ds = self.dataset("joint", split)
                 parts.append(
-                    f"LEVIR-MCI {split} ({self.roots['joint']}): {len(ds)} pairs, masks as {self.joint_mask_mode!r}, "
-                    "each pair predicted whole, pixels pooled over the split"
+                    f"LEVIR-MCI {split} ({self.roots['joint']}): {len(ds)} pairs, masks as "
+                    f"{self.loader.joint_mask_mode!r}, each pair predicted whole, pixels pooled over the split"
                 )
         return "; ".join(parts) or None
 
@@ -426,15 +407,15 @@ class SemanticCCDataModule(L.LightningDataModule):
                 "SemanticCCDataModule shards its phase batches over ranks itself: set "
                 "`trainer.use_distributed_sampler: false` (the shipped configs do)"
             )
-        phases = phases_for(self.strategy, self.sources, allow_missing=self.allow_missing_phases)
+        phases = phases_for(self.strategy, self.sources, allow_missing=self.phases.allow_missing)
         datasets = {s: self.dataset(s, "train") for p in phases for s in p.sources}
         sampler = PhaseBatchSampler(
             {s: len(d) for s, d in datasets.items()},
             phases,
             self.batch_size,
             shuffle=True,
-            seed=self.seed,
-            repeats=self.train_repeats,
+            seed=self.phases.seed,
+            repeats=dict(self.phases.repeats),
         )
         if trainer is not None:
             sampler.set_epoch(trainer.current_epoch)
@@ -446,9 +427,9 @@ class SemanticCCDataModule(L.LightningDataModule):
         return DataLoader(
             MultiSourceDataset(datasets),
             batch_sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=self.loader.num_workers,
             pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.loader.num_workers > 0,
             collate_fn=collate_change_samples,
         )
 
@@ -460,11 +441,12 @@ class SemanticCCDataModule(L.LightningDataModule):
 
     @property
     def _predict_source(self) -> str:
-        """``folder`` (``predict_root``) if set, else ``joint`` (masks and captions), else ``cc``, else the first."""
+        """``folder`` (``eval_data.predict_root``) if set, else ``joint`` (masks and captions), else ``cc``, else the
+        first."""
         return next((s for s in ("folder", "joint", "cc") if s in self.roots), self.sources[0])
 
     def predict_dataloader(self) -> DataLoader:
-        return self.dataloader(self._predict_source, self.predict_split, shuffle=False)
+        return self.dataloader(self._predict_source, self.eval_data.predict_split, shuffle=False)
 
     def __repr__(self) -> str:
         roots = ", ".join(f"{k}={os.fspath(v)}" for k, v in self.roots.items())

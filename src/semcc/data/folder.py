@@ -1,8 +1,8 @@
 """A plain folder of image pairs to predict on: ``DIR/A/NAME`` (before) and ``DIR/B/NAME`` (after), no labels.
 
-This feeds paper Eq. 1 at inference through ``semcc predict --data.predict_root DIR`` (the whole model:
-caption and change mask per pair). Every image in ``A`` needs a file of the same name in ``B`` and the
-other way round. Images are read with :func:`semcc.data.levir.read_rgb` (grey repeated to RGB, alpha
+This feeds paper Eq. 1 at inference through ``semcc predict --data.eval_data.predict_root DIR`` (the whole
+model: caption and change mask per pair). Every image in ``A`` needs a file of the same name in ``B`` and the
+other way round. Images are read with :func:`semcc.data.images.read_rgb` (grey repeated to RGB, alpha
 dropped) and resized (bilinear, antialiased) to ``size`` when they are not already that size, since a
 Lightning batch feeds the model at its input size; the masks come out at that size. For captions and
 full-resolution masks of pairs of any size, use :class:`semcc.inference.Predictor` / ``semcc caption``.
@@ -17,15 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from semcc.data.levir import (
-    LEVIR_CC_MEAN,
-    LEVIR_CC_STD,
-    ChangeSample,
-    LevirDataError,
-    Normalizer,
-    _check_same_size,
-    read_rgb,
-)
+from semcc.data.images import LevirDataError, Normalizer, check_same_size, read_rgb
+from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, ChangeSample
 
 __all__ = ["IMAGE_SUFFIXES", "PairFolderDataset"]
 
@@ -86,7 +79,7 @@ class PairFolderDataset(Dataset[ChangeSample]):
         name = self.names[index]
         path_a, path_b = self.root / "A" / name, self.root / "B" / name
         (image_a, shape_a), (image_b, shape_b) = self._image(path_a), self._image(path_b)
-        _check_same_size((path_a, shape_a), (path_b, shape_b))
+        check_same_size((path_a, shape_a), (path_b, shape_b))
         return ChangeSample(
             image_a=image_a, image_b=image_b, image=torch.stack([image_a, image_b]), captions=[], name=name,
             changed=False,

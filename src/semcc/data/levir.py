@@ -18,7 +18,8 @@ the offending path):
   whose A, B (or label) file does not exist.
 * On first access of a sample: an unreadable / corrupt PNG, A and B (or label) of different sizes.
 * Conversions, not errors: a grey image is repeated to three channels, an RGBA or LA image has its alpha
-  dropped, a palette image is converted to RGB; a multi-channel label is read from channel 0.
+  dropped, a palette image is converted to RGB; a multi-channel label is read from channel 0 (the readers
+  and :class:`~semcc.data.images.Normalizer` of :mod:`semcc.data.images`).
 
 Samples are :class:`ChangeSample` dictionaries. ``image_a``/``image_b`` are normalised float tensors
 ``[3, H, W]``; ``image`` stacks them as ``[2, 3, H, W]`` and ``mask`` is ``[H, W]`` int64, the keys that
@@ -36,9 +37,10 @@ from typing import Any, Literal, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
+from semcc.data.images import LevirDataError, Normalizer, check_same_size, pil_to_rgb, read_label, read_rgb
 from semcc.data.text import is_no_change, normalize_caption
 
 __all__ = [
@@ -50,10 +52,13 @@ __all__ = [
     "LevirCDDataset",
     "LevirDataError",
     "LevirMCIDataset",
+    "Normalizer",
     "load_levir_cc_captions",
+    "pil_to_rgb",
     "read_rgb",
     "sentence_text",
 ]
+# LevirDataError, Normalizer, pil_to_rgb and read_rgb live in semcc.data.images; imported from here too.
 
 #: LEVIR-CC channel statistics (RGB, on the 0-1 scale): the values used by RSICCformer / Chg2Cap.
 LEVIR_CC_MEAN: tuple[float, float, float] = (100.6790 / 255, 99.5023 / 255, 84.9932 / 255)
@@ -64,10 +69,6 @@ MCI_CLASSES: tuple[str, ...] = ("none", "road", "building")
 _MCI_VALUES = {0: 0, 128: 1, 255: 2}
 
 SPLITS = ("train", "val", "test")
-
-
-class LevirDataError(ValueError):
-    """A LEVIR file is missing, unreadable or inconsistent; the message starts with the path."""
 
 
 class ChangeSample(TypedDict):
@@ -82,56 +83,6 @@ class ChangeSample(TypedDict):
     changed: bool
 
 
-# --------------------------------------------------------------------------------------------- images
-#: PIL modes converted to RGB (grey repeated, alpha dropped, palettes looked up); others are refused.
-_TO_RGB_MODES = ("RGBA", "LA", "P", "PA", "L", "I;16", "I", "F", "1", "CMYK", "YCbCr")
-
-
-def pil_to_rgb(im: Image.Image, source: str | Path) -> np.ndarray:
-    """A PIL image as ``uint8 [H, W, 3]`` by the rules of :func:`read_rgb`; ``source`` names it in errors."""
-    if im.mode in _TO_RGB_MODES:
-        im = im.convert("RGB")
-    if im.mode != "RGB":
-        raise LevirDataError(f"{source}: unsupported image mode {im.mode!r}")
-    return np.array(im, dtype=np.uint8)
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image as ``uint8 [H, W, 3]``; grey is repeated, alpha dropped, palettes converted."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return pil_to_rgb(im, path)
-    except FileNotFoundError:
-        raise LevirDataError(f"{path}: image file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise LevirDataError(f"{path}: cannot decode image (corrupt or not a PNG?): {err}") from None
-
-
-def _read_label(path: Path) -> np.ndarray:
-    """Read a label as ``uint8 [H, W]``: the single channel or channel 0 of a multi-channel file."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = np.array(im)
-    except FileNotFoundError:
-        raise LevirDataError(f"{path}: label file is missing") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise LevirDataError(f"{path}: cannot decode label (corrupt or not a PNG?): {err}") from None
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    return arr.astype(np.uint8, copy=False)
-
-
-def _check_same_size(*pairs: tuple[Path, tuple[int, ...]]) -> None:
-    ref_path, ref = pairs[0]
-    for path, shape in pairs[1:]:
-        if shape[:2] != ref[:2]:
-            raise LevirDataError(
-                f"{path}: size {shape[1]}x{shape[0]} does not match {ref_path} ({ref[1]}x{ref[0]})"
-            )
-
-
 _T = TypeVar("_T")
 
 
@@ -142,22 +93,6 @@ def _cached(cache: dict[str, Any] | None, key: str, compute: Callable[[], _T]) -
     if key not in cache:
         cache[key] = compute()
     return cache[key]
-
-
-class Normalizer:
-    """RGB ``uint8 [H, W, 3]`` -> normalised ``float32 [3, H, W]`` with ``mean`` / ``std`` on the 0-1 scale."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"mean and std need three values (RGB), got {list(mean)} and {list(std)}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"std values must be positive, got {list(std)}")
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-
-    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
-        return (x - self.mean) / self.std
 
 
 def _check_split(split: str, root: Path, available: Sequence[str]) -> None:
@@ -283,7 +218,7 @@ class LevirCCDataset(Dataset[ChangeSample]):
         def read() -> tuple[np.ndarray, np.ndarray]:
             path_a, path_b = self._paths(entry)[:2]
             a, b = read_rgb(path_a), read_rgb(path_b)
-            _check_same_size((path_a, a.shape), (path_b, b.shape))
+            check_same_size((path_a, a.shape), (path_b, b.shape))
             return a, b
 
         return _cached(self._cache, f"pair/{entry['filename']}", read)
@@ -347,8 +282,8 @@ class LevirMCIDataset(LevirCCDataset):
         path_a, _, label_path = self._paths(self.entries[index])
 
         def read() -> np.ndarray:
-            label = _read_label(label_path)
-            _check_same_size((path_a, tuple(sample["image_a"].shape[1:])), (label_path, label.shape))
+            label = read_label(label_path)
+            check_same_size((path_a, tuple(sample["image_a"].shape[1:])), (label_path, label.shape))
             return _map_mci_label(label, self.mask_mode, label_path)
 
         mask = _cached(self._cache, f"mask/{self.entries[index]['filename']}", read)
@@ -454,8 +389,8 @@ class LevirCDDataset(Dataset[ChangeSample]):
         def read() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             folder = self.root / self.split
             pa, pb, pl = folder / "A" / name, folder / "B" / name, folder / "label" / name
-            a, b, label = read_rgb(pa), read_rgb(pb), _read_label(pl)
-            _check_same_size((pa, a.shape), (pb, b.shape), (pl, label.shape))
+            a, b, label = read_rgb(pa), read_rgb(pb), read_label(pl)
+            check_same_size((pa, a.shape), (pb, b.shape), (pl, label.shape))
             return a, b, label
 
         return _cached(self._cache, f"tile/{name}", read)  # cached: a tile is read for many crops

@@ -1,13 +1,7 @@
-"""Phase batches for the training strategies of Sec. III-F / Table IV: which data each phase reads, in order.
+"""Phase batches for the training strategies of Sec. III-F / Table IV, in the order an epoch runs them.
 
-``three_stage`` (the paper's) runs, every epoch, phase ``cd`` on D_cd, phase ``cc`` on D_cc and phase
-``joint`` on D_cd-cc; ``two_stage`` runs ``cd`` then ``cc``; ``one_stage`` runs one phase ``all`` that
-interleaves the batches of every source; ``caption_only`` (single-task CC: Table II rows 1-3, Table III) runs
-one phase ``caption`` on D_cc. What each phase trains is the task's business (:mod:`semcc.tasks.schedule`).
-
-A strategy runs all of its phases or none: a phase whose source is not configured is an error (three-stage
-training without LEVIR-MCI is not the paper's experiment), unless ``allow_missing`` is given, and then the
-phases left out are named in a warning.
+Which phases a strategy has and which data each reads is the table of :mod:`semcc.strategies`
+(:func:`~semcc.strategies.phases_for` turns it into the phases of the configured sources).
 
 :class:`PhaseBatchSampler` yields single-source batches in phase order; every rank gets the same number
 of batches per phase in the same order (each rank's share of a phase's shuffled indices is padded to the
@@ -18,75 +12,14 @@ batches already done in an epoch, so a resumed run continues at the same phase a
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["STRATEGIES", "STRATEGY_SOURCES", "MultiSourceDataset", "Phase", "PhaseBatchSampler", "phases_for"]
+from semcc.strategies import SOURCES, Phase
 
-STRATEGIES: tuple[str, ...] = ("three_stage", "two_stage", "one_stage", "caption_only")
-
-#: The sources each strategy's phases read, in order (``one_stage``: one phase ``all`` reading them all).
-STRATEGY_SOURCES: dict[str, tuple[str, ...]] = {
-    "three_stage": ("cd", "cc", "joint"),
-    "two_stage": ("cd", "cc"),
-    "one_stage": ("cd", "cc", "joint"),
-    "caption_only": ("cc",),
-}
-
-
-@dataclass(frozen=True)
-class Phase:
-    """A phase: its name (a key of :data:`PHASE_PARTS`) and the data sources it reads."""
-
-    name: str
-    sources: tuple[str, ...]
-
-
-def phases_for(strategy: str, sources: Sequence[str], *, allow_missing: bool = False) -> list[Phase]:
-    """The phases of ``strategy`` given the configured data ``sources`` (``cd``, ``cc``, ``joint``).
-
-    Every source the strategy reads must be configured (:data:`STRATEGY_SOURCES`): a missing one is a
-    ``ValueError`` naming it, unless ``allow_missing`` is set, and then the phases without data are left out
-    with a warning that names them (e.g. three-stage without LEVIR-MCI runs i and ii). Sources the strategy
-    does not read are ignored. No phase at all is always an error.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose from {list(STRATEGIES)}")
-    wanted = STRATEGY_SOURCES[strategy]
-    available = set(sources)
-    missing = [s for s in wanted if s not in available]
-    if missing and not allow_missing:
-        raise ValueError(
-            f"strategy {strategy!r} reads sources {list(wanted)} but {missing} "
-            f"{'is' if len(missing) == 1 else 'are'} not configured (set "
-            f"{', '.join(_ROOT_OPTION[m] for m in missing)}); to run only the phases that have data, set "
-            "data.allow_missing_phases: true"
-        )
-    if strategy == "one_stage":
-        phases = [Phase("all", tuple(s for s in wanted if s in available))]
-    elif strategy == "caption_only":
-        phases = [Phase("caption", ("cc",))] if "cc" in available else []
-    else:
-        phases = [Phase(name, (name,)) for name in wanted if name in available]
-    phases = [p for p in phases if p.sources]
-    if not phases:
-        raise ValueError(f"strategy {strategy!r} has no phase with the configured sources {sorted(available)}")
-    if missing:
-        warnings.warn(
-            f"strategy {strategy!r} without the sources {missing} (data.allow_missing_phases): running only the "
-            f"phases {[p.name for p in phases]} on {[list(p.sources) for p in phases]}",
-            UserWarning,
-            stacklevel=2,
-        )
-    return phases
-
-
-#: The data-module option that configures each source (for error messages).
-_ROOT_OPTION = {"cd": "data.cd_root", "cc": "data.cc_root", "joint": "data.joint_root"}
+__all__ = ["MultiSourceDataset", "PhaseBatchSampler"]
 
 
 class MultiSourceDataset(Dataset):
@@ -161,7 +94,7 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
         n = self.lengths[source]
         order: list[int] = []
         # Same seed on every rank (no str hashing: it differs between processes).
-        base = ((self.seed * 1_000_003 + self.epoch) * 101 + phase_index) * 7 + ("cd", "cc", "joint").index(source)
+        base = ((self.seed * 1_000_003 + self.epoch) * 101 + phase_index) * 7 + SOURCES.index(source)
         for r in range(self.repeats[source]):
             if self.shuffle:
                 key = base * 1009 + r if r else base  # the first pass keeps the order it had without repeats

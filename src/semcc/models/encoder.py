@@ -3,10 +3,12 @@
 SAM's ViT image encoder (``segment-anything``'s ``ImageEncoderViT``) is built at the input size (256 px
 for LEVIR-CC, a 16 x 16 token grid) and shared by both times: the two images run as one batch of ``2B``.
 LoRA (``peft``; paper Sec. IV-C: r = 16, alpha = 32, dropout = 0.05, no bias) sits on every block's
-``attn.qkv``; all SAM weights are frozen. A :class:`~semcc.models.bcsf.BCSF` (Eq. 2-3) follows each
-global-attention block (ViT-L: 5, 11, 17, 23), splitting the ``2B`` batch into the two times, filtering,
-and joining them again. Option ``bcsf_blocks="window"`` puts it after the windowed blocks (the authors'
-public code), a list picks blocks, ``"none"`` switches it off (Table II).
+``attn.qkv``; all SAM weights are frozen (the ViT's sizes and the LoRA settings are the typed sub-configs
+:class:`~semcc.models.configs.SAMViTConfig` and :class:`~semcc.models.configs.LoRAConfig`). A
+:class:`~semcc.models.bcsf.BCSF` (Eq. 2-3) follows each global-attention block (ViT-L: 5, 11, 17, 23), splitting the
+``2B`` batch into the two times, filtering, and joining them again. Option ``bcsf_blocks="window"`` puts it
+after the windowed blocks (the authors' public code), a list picks blocks, ``"none"`` switches it off
+(Table II).
 
 Two output tiers (end of Sec. III-B): ``F_cd`` after SAM's neck (``c -> 256``) for change detection and
 ``F_cc`` at the raw width ``c`` for captioning, both ``[B, C, H/16, W/16]`` per time.
@@ -38,6 +40,7 @@ from torch import nn
 from semcc.models._sam import ImageEncoderViT, SAMAttention, get_rel_pos
 from semcc.models.bcsf import BCSF
 from semcc.models.checkpoints import CheckpointError, assign_tensors, format_keys, is_meta, load_state_file
+from semcc.models.configs import SAM_LORA, SAM_VIT_L, LoRAConfig, SAMViTConfig, as_config
 
 __all__ = [
     "ATTN_IMPLS",
@@ -113,64 +116,60 @@ class BiTemporalSAMEncoder(nn.Module):
     """SAM ViT + LoRA on qkv + BCSF, shared by both times (Eq. 1-3).
 
     Args:
-        img_size: input size (square); the ViT is built for it (``pos_embed`` at ``img_size/patch``).
-        patch_size, embed_dim, depth, num_heads, mlp_ratio, window_size, global_attn_indexes, out_chans:
-            SAM ViT hyper-parameters (ViT-L: 16, 1024, 24, 16, 4.0, 14, (5, 11, 17, 23), 256).
+        img_size: input size (square); the ViT is built for it (``pos_embed`` at ``img_size / vit.patch_size``).
+        vit: SAM ViT sizes (:class:`~semcc.models.configs.SAMViTConfig`; default ViT-L).
         bcsf_blocks: ``"global"`` (paper), ``"window"`` (authors' code), ``"none"`` or a list of block ids.
         bcsf_mlp_ratio: FFN width of the BCSF relative to ``c``.
-        lora_r, lora_alpha, lora_dropout: LoRA on ``attn.qkv`` (``lora_r=0``: no LoRA, ViT fully frozen).
+        lora: LoRA on the ViT (:class:`~semcc.models.configs.LoRAConfig`; default r 16 on ``attn.qkv``;
+            ``r=0``: no LoRA, ViT fully frozen).
         checkpoint: official SAM ``.pth`` to load (``None``: random init). Not read on the meta device.
         train_sam_neck: make SAM's neck (``c -> 256``) trainable (paper: frozen with the rest of SAM).
         train_vit: make every SAM weight trainable (neck included), LoRA or not. For random-init presets
             (tiny): a frozen random ViT carries little to adapt. Paper: ``False``.
         attn_impl: ``"auto"`` (SDPA on CUDA, SAM's code elsewhere), ``"sdpa"`` or ``"eager"``; same results.
+
+    ``vit`` and ``lora`` take their config or a mapping of its fields, merged onto the default.
     """
 
     def __init__(
         self,
         img_size: int = 256,
-        patch_size: int = 16,
-        embed_dim: int = 1024,
-        depth: int = 24,
-        num_heads: int = 16,
-        mlp_ratio: float = 4.0,
-        window_size: int = 14,
-        global_attn_indexes: tuple[int, ...] = (5, 11, 17, 23),
-        out_chans: int = 256,
+        vit: SAMViTConfig = SAM_VIT_L,
         bcsf_blocks: str | list[int] = "global",
         bcsf_mlp_ratio: float = 1.0,
-        lora_r: int = 16,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.05,
+        lora: LoRAConfig = SAM_LORA,
         checkpoint: str | None = None,
         train_sam_neck: bool = False,
         train_vit: bool = False,
         attn_impl: str = "auto",
     ) -> None:
         super().__init__()
-        if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} must be a multiple of patch_size {patch_size}")
+        vit = as_config(SAMViTConfig, vit, SAM_VIT_L)
+        lora = as_config(LoRAConfig, lora, SAM_LORA)
+        if img_size % vit.patch_size:
+            raise ValueError(f"img_size {img_size} must be a multiple of vit.patch_size {vit.patch_size}")
+        self.vit_config, self.lora_config = vit, lora
         self.img_size = img_size
-        self.patch_size = patch_size
-        self.embed_dim = embed_dim
-        self.out_chans = out_chans
-        self.global_attn_indexes = tuple(global_attn_indexes)
+        self.patch_size = vit.patch_size
+        self.embed_dim = vit.embed_dim
+        self.out_chans = vit.out_chans
+        self.global_attn_indexes = vit.global_attn_indexes
         self.vit = ImageEncoderViT(
             img_size=img_size,
-            patch_size=patch_size,
+            patch_size=vit.patch_size,
             in_chans=3,
-            embed_dim=embed_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            out_chans=out_chans,
+            embed_dim=vit.embed_dim,
+            depth=vit.depth,
+            num_heads=vit.num_heads,
+            mlp_ratio=vit.mlp_ratio,
+            out_chans=vit.out_chans,
             qkv_bias=True,
             norm_layer=partial(nn.LayerNorm, eps=1e-6),
             act_layer=nn.GELU,
             use_abs_pos=True,
             use_rel_pos=True,
             rel_pos_zero_init=True,
-            window_size=window_size,
+            window_size=vit.window_size,
             global_attn_indexes=self.global_attn_indexes,
         )
         if attn_impl not in ATTN_IMPLS:
@@ -183,17 +182,18 @@ class BiTemporalSAMEncoder(nn.Module):
         if checkpoint is not None and not is_meta(self.vit):
             load_sam_image_encoder(self.vit, checkpoint)
         self.checkpoint = checkpoint
-        grid = img_size // patch_size
-        self.bcsf_block_ids = resolve_bcsf_blocks(bcsf_blocks, depth, self.global_attn_indexes)
+        grid = img_size // vit.patch_size
+        self.bcsf_block_ids = resolve_bcsf_blocks(bcsf_blocks, vit.depth, self.global_attn_indexes)
         self.bcsf = nn.ModuleDict(
-            {str(i): BCSF(embed_dim, grid * grid, bcsf_mlp_ratio) for i in self.bcsf_block_ids}
+            {str(i): BCSF(vit.embed_dim, grid * grid, bcsf_mlp_ratio) for i in self.bcsf_block_ids}
         )
         for p in self.vit.parameters():
             p.requires_grad_(False)
-        self.lora_r = lora_r
-        if lora_r > 0:
+        self.lora_r = lora.r
+        if lora.r > 0:
             config = LoraConfig(
-                r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, bias="none", target_modules=["qkv"]
+                r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bias="none",
+                target_modules=list(lora.targets),
             )
             inject_adapter_in_model(config, self.vit)
             for name, p in self.vit.named_parameters():

@@ -1,6 +1,6 @@
 """Master-weight precision of Semantic-CC (Eq. 1 parts; the optimiser of Sec. IV-C): trainable weights in float32.
 
-A frozen base may be stored in half precision (``llm_dtype: bfloat16`` keeps Vicuna-7B's weights in bf16, half
+A frozen base may be stored in half precision (``llm.dtype: bfloat16`` keeps Vicuna-7B's weights in bf16, half
 the memory), but a weight that trains must be float32: AdamW's update at lr 1e-4 down to 1e-6 is far below
 bf16's resolution (8 bits of mantissa: a relative step under 2^-8 rounds to nothing), and Lightning's
 ``bf16-mixed`` precision keeps no float32 copy of a bf16 parameter. peft creates LoRA adapters in the dtype of

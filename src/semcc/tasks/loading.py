@@ -10,6 +10,7 @@ weights and checks the fingerprint. No data module and no trainer are needed: th
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import tempfile
 from pathlib import Path
@@ -20,10 +21,13 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
+from semcc.models.configs import upgrade_model_config
 from semcc.models.semantic_cc import SemanticCC
+from semcc.tasks.evaluator import EvalConfig
 from semcc.tasks.module import SemanticCCTask
+from semcc.tasks.schedule import OptimConfig
 
-__all__ = ["CheckpointConfigError", "load_task"]
+__all__ = ["CheckpointConfigError", "load_task", "task_kwargs"]
 
 
 class CheckpointConfigError(ValueError):
@@ -37,6 +41,26 @@ def _read(path: Path, map_location: str | torch.device) -> dict[str, Any]:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # torch raises many kinds for a bad file
         raise CheckpointConfigError(f"{path}: not a readable PyTorch checkpoint ({err})") from err
+
+
+def task_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`SemanticCCTask` keyword arguments stored in a checkpoint's ``hyper_parameters``.
+
+    Of the evaluation settings only :data:`EvalConfig.STORED <semcc.tasks.evaluator.EvalConfig>` are taken (the
+    others are options of each run). Checkpoints written before the optimiser and evaluation settings were
+    grouped (``lr``, ``max_new_tokens``, ... at the top level) are read too.
+    """
+    accepted = set(inspect.signature(SemanticCCTask.__init__).parameters) - {"self", "model"}
+    kwargs = {k: v for k, v in hparams.items() if k in accepted and k not in ("optim", "evaluation")}
+    optim = dict(hparams.get("optim") or {k: hparams[k] for k in _fields(OptimConfig) if k in hparams})
+    evaluation = dict(hparams.get("evaluation") or {}) or {k: hparams[k] for k in _fields(EvalConfig) if k in hparams}
+    kwargs["optim"] = OptimConfig(**{k: v for k, v in optim.items() if k in _fields(OptimConfig)})
+    kwargs["evaluation"] = EvalConfig(**{k: v for k, v in evaluation.items() if k in EvalConfig.STORED})
+    return kwargs
+
+
+def _fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> SemanticCCTask:
@@ -59,6 +83,7 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Sem
         model_config = config["model"]["model"]
     except (KeyError, TypeError) as err:
         raise CheckpointConfigError(f"{path}: the stored configuration has no model.model section") from err
+    model_config = upgrade_model_config(model_config)  # flat part options of earlier releases
     with tempfile.TemporaryDirectory() as tmp:
         if meta.get("tokenizer_files"):
             for name, data in meta["tokenizer_files"].items():
@@ -72,9 +97,7 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Sem
         parser = ArgumentParser(exit_on_error=False)
         parser.add_argument("--model", type=SemanticCC)
         model = parser.instantiate(parser.parse_object({"model": model_config})).model
-    accepted = set(inspect.signature(SemanticCCTask.__init__).parameters) - {"self", "model"}
-    hparams = {k: v for k, v in (checkpoint.get("hyper_parameters") or {}).items() if k in accepted}
-    task = SemanticCCTask(model, **hparams)
+    task = SemanticCCTask(model, **task_kwargs(checkpoint.get("hyper_parameters") or {}))
     task.run_config = meta["config"]
     task.on_load_checkpoint(checkpoint)
     task.load_state_dict(checkpoint["state_dict"], strict=False)

@@ -1,51 +1,84 @@
-"""Training strategies of Sec. III-F and Table IV: which parts of SemanticCC train in each phase.
+"""How SemanticCCTask trains through the strategies of Sec. III-F: AdamW, the warm-up + cosine learning rate, and
+DDP fitted to phase-wise training.
 
-``three_stage`` (the paper's): every epoch runs (i) ``cd``: CD on D_cd, training the encoder's trainable
-parts, the neck and the CD head; (ii) ``cc``: CC on D_cc with the image encoder frozen (neck and caption
-head train); (iii) ``joint``: the neck alone on D_cd-cc with the joint loss L = L_cc + lambda L_cd of
-Eq. 9. ``two_stage``: (i) then (ii). ``one_stage``: one phase ``all`` in which everything trains on every
-source, each batch giving the losses its labels allow. ``caption_only`` (single-task CC, Table II rows 1-3
-and Table III): one phase ``caption`` in which the caption loss trains what the paper trains in that setting,
-the encoder's adapters and BCSF (Eq. 2-3) with the neck (when there is one) and the caption head. The order of
-the batches comes from :class:`semcc.data.sampler.PhaseBatchSampler`.
+Which phases a strategy runs, which data each reads and which parts each trains is one table,
+:mod:`semcc.strategies`. This module holds what the task adds to it: the optimiser (AdamW over the parameters
+that train in some phase, with per-part learning-rate factors; Sec. IV-C uses lr 1e-4), the learning-rate
+schedule (linear warm-up, then cosine decay to a floor) and the DDP setting that each phase training a subset
+of the model needs.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+import torch
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero_info
 
-from semcc.data.sampler import STRATEGIES
-
-__all__ = ["PHASE_LOSSES", "PHASE_PARTS", "STRATEGIES", "STRATEGY_PHASES", "fit_ddp_to_phases", "required_heads"]
-
-#: Parts of SemanticCC (attribute names) that train in each phase, as Sec. III-F describes.
-PHASE_PARTS: dict[str, tuple[str, ...]] = {
-    "cd": ("encoder", "neck", "cd_head"),
-    "cc": ("neck", "cc_head"),
-    "joint": ("neck",),
-    "all": ("encoder", "neck", "cd_head", "cc_head"),
-    "caption": ("encoder", "neck", "cc_head"),
-}
-#: Losses each phase computes (``cd``: L_cd, ``cc``: L_cc).
-PHASE_LOSSES: dict[str, tuple[str, ...]] = {"cd": ("cd",), "cc": ("cc",), "joint": ("cd", "cc"), "all": ("cd", "cc"),
-                                          "caption": ("cc",)}
-
-#: The phases of each strategy, in order (the data each phase reads: :data:`semcc.data.sampler.STRATEGY_SOURCES`).
-STRATEGY_PHASES: dict[str, tuple[str, ...]] = {
-    "three_stage": ("cd", "cc", "joint"),
-    "two_stage": ("cd", "cc"),
-    "one_stage": ("all",),
-    "caption_only": ("caption",),
-}
+__all__ = ["OptimConfig", "build_optimizer", "fit_ddp_to_phases", "warmup_cosine"]
 
 
-def required_heads(strategy: str) -> tuple[str, ...]:
-    """The heads (``cd_head``, ``cc_head``) a model needs for ``strategy``: one for each loss its phases compute."""
-    losses = {loss for phase in STRATEGY_PHASES[strategy] for loss in PHASE_LOSSES[phase]}
-    return tuple(f"{loss}_head" for loss in sorted(losses))
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and its learning-rate schedule.
+
+    Args:
+        lr: AdamW learning rate (paper 1e-4).
+        weight_decay: AdamW weight decay (only ever applied to parameters that train in the step; none on
+            biases and norms, the parameters of fewer than 2 dimensions).
+        warmup_steps: linear warm-up steps (an int) or fraction of all steps (a float below 1).
+        min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio``.
+        lr_scale: per-part factors on ``lr`` (keys ``encoder``, ``neck``, ``cd_head``, ``cc_head``; default 1).
+    """
+
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_steps: int | float = 0.05
+    min_lr_ratio: float = 0.01
+    lr_scale: dict[str, float] | None = None
+
+
+def warmup_cosine(total: int, warmup: int | float, floor: float) -> Callable[[int], float]:
+    """The factor on the learning rate at each step: ``(step + 1) / (warmup + 1)`` during the warm-up, then a
+    cosine from 1 down to ``floor`` at step ``total``. ``warmup`` below 1 (a float) is a fraction of ``total``."""
+    steps = int(warmup * total) if isinstance(warmup, float) and warmup < 1 else int(warmup)
+
+    def factor(step: int) -> float:
+        if step < steps:
+            return (step + 1) / (steps + 1)
+        progress = min(1.0, (step - steps) / max(1, total - steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_optimizer(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]], trainable: set[str], config: OptimConfig, total: int
+) -> dict[str, Any]:
+    """AdamW over the ``trainable`` parameters (model-relative names; the part is the name's first component)
+    and its per-step schedule, as ``configure_optimizers`` returns them.
+
+    One parameter group per (lr factor, decay or not); without ``lr_scale``: [decay, no decay].
+    """
+    scale = config.lr_scale or {}
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
+    for n, p in named_parameters:
+        if n in trainable:
+            groups.setdefault((float(scale.get(n.split(".", 1)[0], 1.0)), p.ndim < 2), []).append(p)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": ps, "lr": config.lr * f, "weight_decay": 0.0 if no_decay else config.weight_decay}
+            for (f, no_decay), ps in sorted(groups.items())
+        ],
+        lr=config.lr,
+    )
+    factor = warmup_cosine(max(1, int(total)), config.warmup_steps, config.min_lr_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def fit_ddp_to_phases(strategy: Any) -> None:

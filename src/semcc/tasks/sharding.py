@@ -15,7 +15,7 @@
 FSDP2 requires one dtype among the *trainable* parameters of a unit (``FSDPParamGroup._init_mp_dtypes``);
 frozen parameters may differ (a bf16 frozen LLM beside float32 LoRA adapters is fine). Every trainable
 parameter of SemanticCC is float32 (:mod:`semcc.models.precision`), so every unit trains one dtype in every
-phase; :func:`unit_dtype_plan` checks it for each phase of :data:`~semcc.tasks.schedule.PHASE_PARTS` before
+phase; :func:`unit_dtype_plan` checks it for each phase of :data:`~semcc.strategies.PHASES` before
 anything is sharded and names the unit that breaks it. The gathered parameters are ``param_dtype`` (bf16),
 gradients are reduce-scattered in ``reduce_dtype`` (float32) into the float32 shards the optimizer updates.
 
@@ -62,7 +62,7 @@ from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 
 from semcc.models.semantic_cc import SemanticCC
-from semcc.tasks.schedule import PHASE_PARTS
+from semcc.strategies import PHASES
 
 __all__ = [
     "PhaseFSDPStrategy",
@@ -149,14 +149,16 @@ def unit_dtype_plan(
 
     ``trainable``: model-relative names of the parameters that train in some phase (default: those with
     ``requires_grad`` now). A parameter trains in a phase when it is trainable and its part (``encoder``,
-    ``neck``, ``cd_head``, ``cc_head``) is in :data:`PHASE_PARTS` of the phase. Raises ``ValueError`` naming
-    the unit, phase and parameters when a unit would train parameters of two dtypes (FSDP2 refuses it).
+    ``neck``, ``cd_head``, ``cc_head``) is among the phase's parts (:data:`~semcc.strategies.PHASES`). Raises
+    ``ValueError`` naming the unit, phase and parameters when a unit would train parameters of two dtypes (FSDP2
+    refuses it).
     """
     names = set(trainable) if trainable is not None else {n for n, p in model.named_parameters() if p.requires_grad}
     plan: dict[str, dict[str, list[str]]] = {}
     problems = []
     per_unit = _unit_params(model, fsdp_units(model))
-    for phase, parts in PHASE_PARTS.items():
+    for phase, spec in PHASES.items():
+        parts = spec.parts
         plan[phase] = {}
         for unit, params in per_unit.items():
             dtypes: dict[str, list[str]] = {}

@@ -12,28 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from PIL import Image
 
-__all__ = ["CaptionMaskWriter", "mask_to_png"]
+from semcc.data.inputs import mask_to_png
 
-
-def mask_to_png(mask: np.ndarray | torch.Tensor, num_classes: int = 2) -> Image.Image:
-    """An 8-bit grey PNG image of a class-index mask: 0 / 255 for binary change, the class index times
-    ``255 // (classes - 1)`` for multi-class masks."""
-    if isinstance(mask, torch.Tensor):
-        mask = mask.cpu().numpy()
-    scale = 255 // max(1, num_classes - 1)
-    return Image.fromarray((mask.astype(np.int64) * scale).clip(0, 255).astype(np.uint8), "L")
+__all__ = ["CaptionMaskWriter"]
 
 
 class CaptionMaskWriter(BasePredictionWriter):
     """Write ``output_dir/captions.json`` (name, prediction, references) and ``output_dir/masks/NAME.png``.
 
-    Masks are 8-bit PNGs (:func:`mask_to_png`): 0 / 255 for binary change, the class index times
-    ``255 // (classes - 1)`` for multi-class masks.
+    Masks are 8-bit PNGs (:func:`semcc.data.inputs.mask_to_png`): 0 / 255 for binary change, the class index
+    times ``255 // (classes - 1)`` for multi-class masks.
     """
 
     def __init__(self, output_dir: str = "predictions", write_masks: bool = True) -> None:

@@ -1,0 +1,59 @@
+"""``semcc caption BEFORE AFTER --ckpt CKPT``: caption one pair of the user's and write its mask and overlay.
+
+Prints the caption (paper Eq. 7), writes ``<out>/<name>_mask.png`` (the change mask of Eq. 6 at the pair's
+full size, :func:`semcc.data.inputs.mask_to_png`) and ``<out>/<name>_overlay.png``
+(:func:`semcc.visualize.overlay_figure`), and prints both paths. The work is :class:`semcc.inference.Predictor`'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["build_parser", "run"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``semcc caption``."""
+    p = argparse.ArgumentParser(
+        prog="semcc caption",
+        description="Caption the change between two images of one place (any size, same size) and write the "
+        "change mask and an overlay picture (paper Eq. 1 at inference).",
+    )
+    p.add_argument("before", type=Path, help="the earlier image (A)")
+    p.add_argument("after", type=Path, help="the later image (B)")
+    p.add_argument("--ckpt", required=True, type=Path, help="a checkpoint written by `semcc fit`")
+    p.add_argument("--out", type=Path, default=Path("semcc-caption"), help="output folder (default ./semcc-caption)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward of the sliding window")
+    p.add_argument("--overlap", type=float, default=0.25, help="overlap of the sliding windows, in [0, 1)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: the run's)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Caption, mask and overlay of ``args.before`` / ``args.after``; the inputs are checked before the model
+    is loaded."""
+    from semcc.data.inputs import load_pair, mask_to_png
+    from semcc.inference import Predictor, check_device
+    from semcc.visualize import overlay_figure
+
+    check_device(args.device)
+    before, after = load_pair(args.before, args.after)  # input errors before the model is loaded
+    predictor = Predictor.from_checkpoint(
+        args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
+        max_new_tokens=args.max_new_tokens,
+    )
+    name = args.before.stem
+    result = predictor.predict(before, after, names=[name])
+    assert not isinstance(result, list)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(result.caption if result.caption is not None else "(this model has no caption head)")
+    if result.mask is not None:
+        mask_path = args.out / f"{name}_mask.png"
+        mask_to_png(result.mask, predictor.num_classes).save(mask_path)
+        print(f"mask: {mask_path}")
+    overlay_path = args.out / f"{name}_overlay.png"
+    overlay_figure(before, after, result.mask, result.caption or "").save(overlay_path)
+    print(f"overlay: {overlay_path}")
+    return 0

@@ -1,0 +1,141 @@
+"""Validation and test of SemanticCC (paper Sec. IV-B): change-detection metrics of Eq. 6's masks and caption metrics
+of Eq. 7's captions over a whole split, beside the two floors every report carries.
+
+CD metrics (torchmetrics: precision, recall, F1, IoU of the change class, OA; per class for multi-class masks,
+:mod:`semcc.metrics.detection`) are updated on batches with masks. Captions generated greedily for batches with
+references are scored over the whole split, gathered from every rank (:class:`semcc.metrics.captioning.
+CaptionMetrics`: BLEU-1..4, METEOR, ROUGE-L, CIDEr, S*m, the change / no-change subsets), beside the constant
+"no change" caption and the oracle-constant caption (:func:`semcc.metrics.captioning.score_floors`). The task
+logs what :meth:`Evaluator.finish` returns and, after a test, writes the report (:mod:`semcc.metrics.report`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+
+from semcc.data.text import is_no_change
+from semcc.metrics.captioning import CaptionMetrics, build_id_vocabulary, meteor_unavailable_reason, score_floors
+from semcc.metrics.detection import detection_metrics, flatten_detection_scores
+from semcc.models.cd_head import class_mask
+
+__all__ = ["EvalConfig", "Evaluator"]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How validation, test and prediction generate and score captions.
+
+    Args:
+        max_new_tokens: caption length limit in generation.
+        ensemble: use the multi-output ensemble (one caption per instruction, consensus).
+        log_samples: captions printed per validation (rank 0).
+        caption_protocol: ``words`` (default) or ``ids`` (captions scored as vocabulary-id strings, as published
+            RSICC-family code does; changes METEOR only). See :mod:`semcc.metrics.captioning`.
+        caption_tokenization: ``simple`` (:func:`semcc.data.text.normalize_caption`) or ``ptb`` (pycocoevalcap's
+            PTB tokenizer).
+        meteor: compute METEOR (needs Java).
+        write_report: after ``trainer.test``, write ``metrics.json``, ``report.md`` and ``captions.json`` to the
+            run folder (:mod:`semcc.metrics.report`).
+    """
+
+    max_new_tokens: int = 32
+    ensemble: bool = False
+    log_samples: int = 4
+    caption_protocol: str = "words"
+    caption_tokenization: str = "simple"
+    meteor: bool = True
+    write_report: bool = True
+
+    #: What a checkpoint keeps of the evaluation settings (the others are options of each run, so that, say,
+    #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
+    STORED = ("max_new_tokens", "ensemble", "log_samples")
+
+
+class Evaluator(nn.Module):
+    """The metrics of one task, for the ``val`` and ``test`` stages (a module, so they move with the task).
+
+    Args:
+        cd_classes: classes of the CD head's masks (1 or 2: binary change metrics; more: per class).
+        config: the evaluation settings.
+    """
+
+    def __init__(self, cd_classes: int, config: EvalConfig) -> None:
+        super().__init__()
+        self.config, self.cd_classes = config, cd_classes
+        cd = detection_metrics(cd_classes)
+        self.cd = nn.ModuleDict({stage: cd.clone(prefix=f"{stage}/cd_") for stage in ("val", "test")})
+        options = {"meteor": config.meteor, "protocol": config.caption_protocol,
+                   "tokenization": config.caption_tokenization}
+        self.cc = nn.ModuleDict({stage: CaptionMetrics(**options) for stage in ("val", "test")})
+        self._samples_left = 0
+
+    def use_id_vocabulary(self, training_captions: list[str]) -> None:
+        """``caption_protocol="ids"``: score captions as ids of the vocabulary of ``training_captions``."""
+        if vocabulary := build_id_vocabulary(training_captions):
+            for scorer in self.cc.values():
+                scorer.vocabulary = vocabulary
+
+    def start(self, stage: str, epoch: int) -> None:
+        """A validation (or test) epoch starts: print up to ``log_samples`` captions of it (validation only)."""
+        self._samples_left = self.config.log_samples if stage == "val" else 0
+        if self._samples_left:
+            rank_zero_info(f"epoch {epoch} sample captions:")
+
+    def update(self, stage: str, batch: dict, mask_logits: torch.Tensor | None, captions: list[str] | None) -> None:
+        """Add one batch's predictions (captions for pairs with references, masks for pairs with masks)."""
+        if captions is not None:
+            self.cc[stage].update(batch["name"], captions, batch["captions"])
+            for name, pred, refs in zip(batch["name"], captions, batch["captions"], strict=True):
+                if self._samples_left <= 0:
+                    break
+                rank_zero_info(f"  [{name}] pred: {pred!r} | ref: {refs[0]!r}")
+                self._samples_left -= 1
+        if "mask" in batch and mask_logits is not None:
+            pred, target = class_mask(mask_logits), batch["mask"].long()
+            if self.cd_classes <= 2:  # binary metrics: change vs no change
+                pred, target = (pred > 0).long(), (target > 0).long()
+            self.cd[stage].update(pred, target)
+
+    def finish(self, stage: str, datamodule: Any = None) -> tuple[dict[str, float], dict[str, Any], dict | None]:
+        """Compute and reset the stage's metrics: ``(values to log, results, captions)``.
+
+        ``results`` is what ``metrics.json`` holds (detection scores and protocol, caption scores of the model and
+        the floors); ``captions`` maps each pair to ``(prediction, references)``. The data module (optional)
+        gives the detection protocol and the oracle-constant floor's caption for changed pairs.
+        """
+        logs: dict[str, float] = {}
+        results: dict[str, Any] = {"split": stage, "protocol": self.config.caption_protocol,
+                                   "tokenization": self.config.caption_tokenization}
+        metrics = self.cd[stage]
+        if metrics["f1"].update_called:
+            detection = flatten_detection_scores(metrics.compute(), prefix=f"{stage}/cd_")
+            logs.update(detection)
+            results["detection"] = {k.removeprefix(f"{stage}/cd_"): v for k, v in detection.items()}
+            if hasattr(datamodule, "detection_protocol"):
+                results["detection_protocol"] = datamodule.detection_protocol(stage)
+        metrics.reset()
+        scorer = self.cc[stage]
+        captions: dict[str, tuple[str, list[str]]] | None = None
+        if scorer.update_called:
+            scores = scorer.compute()
+            captions = scorer.items
+            refs = {k: v[1] for k, v in captions.items()}
+            logs.update({f"{stage}/cc_{k}": v for k, v in scores.items()})
+            results["pairs"] = len(captions)
+            results["meteor"] = "computed" if "meteor" in scores else (
+                meteor_unavailable_reason() or "not computed (meteor=False)")
+            results["captioning"] = {"model": scores}
+            changed = getattr(datamodule, "most_frequent_changed_caption", None)
+            changed_caption = changed() if changed is not None else None
+            if changed_caption is not None and any(not all(is_no_change(r) for r in x) for x in refs.values()):
+                for floor, floor_scores in score_floors(refs, changed_caption, **scorer.options).items():
+                    floor_scores = {k: v for k, v in floor_scores.items() if "accuracy" not in k}
+                    results["captioning"][floor] = floor_scores
+                    logs.update({f"{stage}/floor_{floor}_{k}": v for k, v in floor_scores.items()})
+        scorer.reset()
+        return logs, results, captions
