@@ -62,3 +62,35 @@ def test_task_settings_come_back_from_stored_hyper_parameters() -> None:
         assert kw["optim"].lr == 0.1 and kw["optim"].min_lr_ratio == 0.5
         assert kw["evaluation"].max_new_tokens == 5 and kw["evaluation"].ensemble
         assert kw["evaluation"].meteor and kw["evaluation"].caption_protocol == "words"  # run options: defaults
+
+
+def test_a_checkpoint_in_the_0_1_layout_loads(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """A checkpoint whose stored configuration and hyper-parameters use 0.1's flat names (``qformer_layers``,
+    ``lora_r``, ``lr``, ``max_new_tokens``, ...) rebuilds the same task."""
+    from semcc.models.configs import FLAT_NAMES
+
+    ckpt = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+    config = yaml.safe_load(ckpt["semcc"]["config"])
+    for part in config["model"]["model"]["init_args"].values():
+        if not isinstance(part, dict):
+            continue
+        args = part["init_args"]
+        for flat, dotted in FLAT_NAMES.get(part["class_path"].rsplit(".", 1)[-1], {}).items():
+            group, field = dotted.split(".")
+            if isinstance(args.get(group), dict) and field in args[group]:
+                args[flat] = args[group].pop(field)
+        for group in [g for g, v in args.items() if isinstance(v, dict) and not v]:
+            del args[group]
+    hparams = dict(ckpt["hyper_parameters"])
+    hparams.update(hparams.pop("optim"), **hparams.pop("evaluation"))
+    flat = tmp_path / "flat.ckpt"
+    torch.save(dict(ckpt, hyper_parameters=hparams, semcc=dict(ckpt["semcc"], config=yaml.safe_dump(config))), flat)
+    cc_args = config["model"]["model"]["init_args"]["cc_head"]["init_args"]
+    assert "qformer_layers" in cc_args and "llm_hidden_size" in cc_args and "qformer" not in cc_args
+    assert "lr" in hparams and "max_new_tokens" in hparams
+    old, new = load_task(flat), load_task(tiny_checkpoint)
+    assert old.evaluation.max_new_tokens == new.evaluation.max_new_tokens == 6
+    assert old.optim == new.optim
+    state_old, state_new = old.state_dict(), new.state_dict()
+    assert state_old.keys() == state_new.keys()
+    assert all(torch.equal(state_old[k], state_new[k]) for k in state_new)
