@@ -9,6 +9,7 @@ formats what a script measured.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import platform
@@ -100,6 +101,28 @@ def add_json_argument(parser: argparse.ArgumentParser, default: str | None) -> N
     """``--json PATH``: where the table goes as JSON (``default`` None: only when given)."""
     parser.add_argument("--json", type=Path, default=Path(default) if default else None,
                         help=f"write the table and the machine description as JSON (default: {default})")
+
+
+def add_levir_captions_argument(parser: argparse.ArgumentParser) -> None:
+    """``--captions PATH``: the real LEVIR-CC ``LevirCCcaptions.json`` (or ``.json.gz``); default
+    ``$SEMCC_LEVIR_DIR/LevirCCcaptions.json[.gz]`` when that folder has one. Read with :func:`read_levir_images`."""
+    default = None
+    if root := os.environ.get("SEMCC_LEVIR_DIR"):
+        found = [p for p in (Path(root, "LevirCCcaptions.json"), Path(root, "LevirCCcaptions.json.gz")) if p.is_file()]
+        default = found[0] if found else None
+    parser.add_argument("--captions", type=Path, default=default,
+                        help="LevirCCcaptions.json(.gz) of LEVIR-CC (default: in $SEMCC_LEVIR_DIR)")
+
+
+def read_levir_images(parser: argparse.ArgumentParser, path: Path | None) -> list[dict]:
+    """The ``images`` entries of the captions file ``--captions`` named; a parser error when there is none."""
+    if path is None:
+        parser.error("give the real LEVIR-CC captions: --captions PATH (or set SEMCC_LEVIR_DIR to their folder)")
+    if not path.is_file():
+        parser.error(f"{path}: captions file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        return json.load(f)["images"]
 
 
 def report(

@@ -11,40 +11,20 @@ Usage: ``python benchmarks/metrics.py --captions PATH [--no-meteor]``
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
-import os
 import time
-from pathlib import Path
 
-from _common import add_json_argument, report
+from _common import add_json_argument, add_levir_captions_argument, read_levir_images, report
 from semcc.data.text import most_frequent_changed_caption
 from semcc.metrics.captioning import floor_predictions, score_split
 
 
-def _default_captions() -> Path | None:
-    """``$SEMCC_LEVIR_DIR/LevirCCcaptions.json`` (or ``.json.gz``) when the variable names a folder that has one."""
-    root = os.environ.get("SEMCC_LEVIR_DIR")
-    if not root:
-        return None
-    found = [p for p in (Path(root) / "LevirCCcaptions.json", Path(root) / "LevirCCcaptions.json.gz") if p.is_file()]
-    return found[0] if found else None
-
-
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--captions", type=Path, default=_default_captions(),
-                        help="LevirCCcaptions.json(.gz) of LEVIR-CC (default: in $SEMCC_LEVIR_DIR)")
+    add_levir_captions_argument(parser)
     parser.add_argument("--no-meteor", action="store_true")
     add_json_argument(parser, "metrics_benchmark.json")
     args = parser.parse_args(argv)
-    if args.captions is None:
-        parser.error("give the real LEVIR-CC captions: --captions PATH (or set SEMCC_LEVIR_DIR to their folder)")
-    if not args.captions.is_file():
-        parser.error(f"{args.captions}: captions file not found")
-    opener = gzip.open if args.captions.suffix == ".gz" else open
-    with opener(args.captions, "rt") as f:
-        images = json.load(f)["images"]
+    images = read_levir_images(parser, args.captions)
     refs = {
         split: {e["filename"]: [" ".join(s["tokens"]) for s in e["sentences"]] for e in images if e["split"] == split}
         for split in ("train", "test")

@@ -10,14 +10,8 @@ from pathlib import Path
 import pytest
 
 from semcc.data.text import NO_CHANGE_SENTENCES
-from semcc.metrics.semantic import (
-    CaptionClaim,
-    ObjectClaim,
-    caption_coverage,
-    compare_claims,
-    parse_caption,
-    semantic_scores,
-)
+from semcc.metrics.claim_scores import compare_claims, semantic_scores
+from semcc.metrics.semantic import CaptionClaim, ObjectClaim, caption_coverage, parse_caption
 
 B, R, V, L, P = "building", "road", "vegetation", "bareland", "parking"
 
