@@ -187,12 +187,8 @@ def _run_config_stats(task: Any) -> tuple[Sequence[float] | None, Sequence[float
 
 
 def _task_setting(task: Any, name: str) -> Any:
-    """The task's evaluation setting ``name`` (``task.evaluation.<name>``, else the hyperparameter); ``None``
-    for a bare model."""
-    evaluation = getattr(task, "evaluation", None)
-    if evaluation is not None and hasattr(evaluation, name):
-        return getattr(evaluation, name)
-    return (getattr(task, "hparams", None) or {}).get(name)
+    """The task's evaluation setting ``name`` (``task.evaluation.<name>``; ``None`` for a bare model)."""
+    return getattr(getattr(task, "evaluation", None), name, None)
 
 
 class Predictor:
