@@ -222,7 +222,16 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(out)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     mask_path, overlay_path = out / "train_000016_mask.png", out / "train_000016_overlay.png"
-    assert lines[-2:] == [f"mask: {mask_path}", f"overlay: {overlay_path}"] and lines[-3].strip()
+    json_path = out / "train_000016.json"
+    at = lines.index(f"mask: {mask_path}")
+    assert lines[at + 1] == f"overlay: {overlay_path}" and lines[at - 1].strip()
+    assert lines[-1] == f"report: {json_path}"
+    report = json.loads(json_path.read_text())
+    assert report["caption"] == lines[at - 1] and report["decoding"] == "greedy"
+    assert set(report) >= {"claim", "mask", "disagreements", "consistent"}
+    assert [f"disagreement: {d}" for d in report["disagreements"]] == lines[at + 2 : -1]
+    assert report["mask"]["changed_share"] == pytest.approx(
+        (np.array(Image.open(mask_path)) > 0).mean(), abs=1e-6)
     mask = np.array(Image.open(mask_path))
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     assert Image.open(overlay_path).width == 3 * 256 + 16

@@ -10,7 +10,9 @@ import pytest
 from semcc.data.levir import LevirCCDataset
 from semcc.main import main
 from semcc.metrics.captioning import floor_predictions, score_split
-from semcc.metrics.report import caption_table, detection_table
+from semcc.metrics.claim_scores import semantic_scores
+from semcc.metrics.report import caption_table, detection_table, semantic_table
+from semcc.metrics.truth import load_truth
 
 
 def test_semcc_test_writes_the_report(tiny_cli_args, tiny_checkpoint: Path, synth_root: Path, tmp_path: Path,
@@ -45,6 +47,13 @@ def test_semcc_test_writes_the_report(tiny_cli_args, tiny_checkpoint: Path, synt
     # Which data CD was scored on (tiny validates on D_cd-cc: whole SynthLEVIR-MCI pairs).
     assert results["detection_protocol"].startswith(f"LEVIR-MCI test ({synth_root / 'LEVIR-CC'}): 6 pairs")
     assert f"Scored on: {results['detection_protocol']}." in report
+    # What the captions claim, against SynthLEVIR's events: the model, the references (ceiling) and the floors.
+    truth = load_truth(synth_root / "LEVIR-CC", "test")
+    assert results["semantic"]["model"] == pytest.approx(semantic_scores(preds, truth), nan_ok=True)
+    assert set(results["semantic"]) == {"model", "references", "constant", "oracle_constant"}
+    assert results["semantic"]["references"]["change_accuracy"] == 1.0
+    assert results["semantic_truth"].startswith("SynthLEVIR change events")
+    assert semantic_table(results["semantic"]) in report
 
 
 def test_report_tables_per_class() -> None:

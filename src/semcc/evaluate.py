@@ -17,7 +17,7 @@ from semcc.data.levir import LevirDataError, load_levir_cc_captions, sentence_te
 from semcc.data.text import is_no_change, most_frequent_changed_caption
 from semcc.metrics.captioning import build_id_vocabulary, score_floors, score_split
 
-__all__ = ["evaluate_captions", "load_predictions"]
+__all__ = ["evaluate_captions", "evaluate_semantics", "load_predictions"]
 
 
 def load_predictions(path: str | Path) -> dict[str, str]:
@@ -79,3 +79,32 @@ def evaluate_captions(
     if any(not all(is_no_change(x) for x in r) for r in train):  # the floors need a changed training pair
         results.update(score_floors(refs, most_frequent_changed_caption(train), **kw))
     return results
+
+
+def evaluate_semantics(
+    predictions: dict[str, str],
+    references_file: str | Path,
+    *,
+    split: str = "test",
+    truth_root: str | Path | None = None,
+) -> tuple[str, dict[str, dict[str, float]]] | None:
+    """Semantic scores (:func:`semcc.metrics.claim_scores.semantic_report`) of the predictions, the references
+    and the floors against the ground truth of ``truth_root`` (default: the folder of ``references_file``):
+    ``(where the truth comes from, scores)``, or None when that folder has none (no ``synth_meta.json``, no
+    ``images/{split}/label``). Every predicted pair of the split needs a truth (an error names the folder).
+    """
+    from semcc.metrics.claim_scores import semantic_report
+    from semcc.metrics.truth import load_truth, truth_source
+
+    root = Path(truth_root) if truth_root is not None else Path(references_file).parent
+    source = truth_source(root, split)
+    if source is None:
+        return None
+    truths = load_truth(root, split) or {}
+    if missing := sorted(set(predictions) - set(truths)):
+        raise LevirDataError(f"{root}: no ground truth for {len(missing)} predicted pairs, e.g. {missing[:5]}")
+    images = load_levir_cc_captions(references_file)
+    refs = {e["filename"]: [sentence_text(s) for s in e["sentences"]] for e in images if e["split"] == split}
+    train = [[sentence_text(s) for s in e["sentences"]] for e in images if e["split"] == "train"]
+    changed = most_frequent_changed_caption(train) if any(not all(is_no_change(x) for x in r) for r in train) else None
+    return source, semantic_report(predictions, refs, truths, changed)

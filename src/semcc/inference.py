@@ -41,8 +41,10 @@ import torch.nn.functional as F
 import yaml
 
 from semcc.data.inputs import ImageInput, InputImageError, image_name, load_pair, mask_to_png, to_rgb
-from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, Normalizer
+from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, MCI_CLASSES, Normalizer
 from semcc.data.text import INSTRUCTIONS
+from semcc.metrics.consistency import ConsistencyReport, check_consistency, consistency_rank
+from semcc.metrics.truth import summarize_mask
 from semcc.models.cd_head import class_mask
 from semcc.models.semantic_cc import SemanticCC
 
@@ -74,6 +76,10 @@ class PairPrediction:
         probability: ``float32 [H, W]`` change probability (binary: sigmoid of the logit; multi-class:
             1 - P(class 0)); only when asked for.
         logits: ``float32 [K, H, W]`` stitched mask logits; only when asked for.
+        consistency: the caption's claim, the mask's summary and their disagreements
+            (:class:`semcc.metrics.consistency.ConsistencyReport`); when the model gives both.
+        candidates: the candidate captions consistency-aware decoding chose from, in the order it ranked them
+            (``decoding="consistent"`` only).
     """
 
     name: str
@@ -82,6 +88,18 @@ class PairPrediction:
     mask: np.ndarray | None
     probability: np.ndarray | None = None
     logits: np.ndarray | None = None
+    consistency: ConsistencyReport | None = None
+    candidates: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: name, size, caption, and the consistency report (claim, mask summary, disagreements) and
+        candidates when there are any (the arrays are left out: write them with :func:`mask_to_png`)."""
+        out: dict[str, Any] = {"name": self.name, "size": list(self.size), "caption": self.caption}
+        if self.consistency is not None:
+            out.update(self.consistency.to_dict())
+        if self.candidates is not None:
+            out["candidates"] = list(self.candidates)
+        return out
 
 
 # --------------------------------------------------------------------------------------- sliding window
@@ -206,6 +224,12 @@ class Predictor:
         weight: how overlapping window logits are averaged: ``"cosine"`` (Hann) or ``"flat"``.
         instructions: the instruction prompts (default: the task's; the first is used unless ``ensemble``).
         ensemble: the paper's multi-output ensemble over all instructions (default: the task's setting).
+        decoding: ``"greedy"`` (the caption of the first instruction, or the ensemble's consensus) or
+            ``"consistent"``: consistency-aware decoding (beyond the paper; issue 13). The candidates are the greedy
+            caption and, for every instruction, its ``beams`` best beam-search captions; the one with the fewest
+            disagreements with the pair's predicted mask wins (:func:`semcc.metrics.consistency.consistency_rank`;
+            ties keep the greedy caption). Costs a second caption pass.
+        beams: beams per instruction for ``decoding="consistent"``.
     """
 
     def __init__(
@@ -221,12 +245,18 @@ class Predictor:
         weight: Literal["cosine", "flat"] = "cosine",
         instructions: Sequence[str] | None = None,
         ensemble: bool | None = None,
+        decoding: Literal["greedy", "consistent"] = "greedy",
+        beams: int = 2,
     ) -> None:
         model = getattr(task_or_model, "model", task_or_model)
         if not isinstance(model, SemanticCC):
             raise TypeError(f"expected a SemanticCCTask or a SemanticCC, got {type(task_or_model).__name__}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if decoding not in ("greedy", "consistent"):
+            raise ValueError(f"decoding must be 'greedy' or 'consistent', got {decoding!r}")
+        if beams < 1:
+            raise ValueError(f"beams must be at least 1, got {beams}")
         window_starts(1, 1, overlap)  # validates overlap
         window_weight(1, weight)  # validates weight
         self.device = torch.device(device)
@@ -246,6 +276,7 @@ class Predictor:
         self.weight = weight
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
         self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
+        self.decoding, self.beams = decoding, int(beams)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
@@ -264,6 +295,17 @@ class Predictor:
         """Mask classes: 2 for a binary change logit, else the CD head's class count (0 without a CD head)."""
         head = self.model.cd_head
         return 0 if head is None else max(2, int(head.num_classes))
+
+    @property
+    def mask_classes(self) -> dict[int, str]:
+        """What the mask's values mean for the consistency report: ``{1: "change"}`` for a binary model, the
+        LEVIR-MCI classes (``{1: "road", 2: "building"}``) for a three-class one, ``class{i}`` otherwise."""
+        k = self.num_classes
+        if k <= 2:
+            return {1: "change"}
+        if k == len(MCI_CLASSES):
+            return {i: c for i, c in enumerate(MCI_CLASSES) if i}
+        return {i: f"class{i}" for i in range(1, k)}
 
     def _resized(self, x: torch.Tensor) -> torch.Tensor:
         s = self.input_size
@@ -285,7 +327,7 @@ class Predictor:
     @torch.no_grad()
     def _predict_batch(
         self, pairs: list[tuple[torch.Tensor, torch.Tensor]], probability: bool, logits: bool
-    ) -> list[tuple[str | None, torch.Tensor | None]]:
+    ) -> list[tuple[str | None, torch.Tensor | None, list[str] | None]]:
         s = self.input_size
         has_cc, has_cd = self.model.cc_head is not None, self.model.cd_head is not None
         exact = [i for i, (a, _) in enumerate(pairs) if tuple(a.shape[-2:]) == (s, s)]
@@ -318,17 +360,32 @@ class Predictor:
             )
             for i, logit in zip(window_pairs, stitched, strict=True):
                 mask_logits[i] = logit
-        return list(zip(captions, mask_logits, strict=True))
+        candidates: list[list[str] | None] = [None] * len(pairs)
+        if self.decoding == "consistent" and has_cc and has_cd:
+            image_a = torch.stack([self._resized(a) for a, _ in pairs]).to(self.device)
+            image_b = torch.stack([self._resized(b) for _, b in pairs]).to(self.device)
+            more = self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
+                                                 max_new_tokens=self.max_new_tokens, beams=self.beams)
+            for i, extra in enumerate(more):
+                candidates[i] = list(dict.fromkeys([captions[i], *extra]))  # the greedy caption first, no repeats
+        return list(zip(captions, mask_logits, candidates, strict=True))
 
     def _result(
         self, name: str, size: tuple[int, int], caption: str | None, logit: torch.Tensor | None, probability: bool,
-        logits: bool,
+        logits: bool, candidates: list[str] | None = None,
     ) -> PairPrediction:
         result = PairPrediction(name=name, size=size, caption=caption, mask=None)
         if logit is None:
             return result
         logit = logit.float().cpu()
         result.mask = class_mask(logit).numpy().astype(np.uint8)
+        if caption is not None:
+            summary = summarize_mask(result.mask, self.mask_classes)
+            if candidates:
+                order = consistency_rank(candidates, summary)
+                result.candidates = [candidates[i] for i in order]
+                result.caption = result.candidates[0]
+            result.consistency = check_consistency(result.caption or "", summary)
         if probability:
             prob = torch.sigmoid(logit[0]) if logit.shape[0] == 1 else 1 - torch.softmax(logit, 0)[0]
             result.probability = prob.numpy().astype(np.float32)
@@ -370,9 +427,9 @@ class Predictor:
                 pairs.append((self._normalize(a), self._normalize(b)))
                 sizes.append((int(a.shape[0]), int(a.shape[1])))
             outputs = self._predict_batch(pairs, probability, logits)
-            for i, size, (caption, logit) in zip(indices, sizes, outputs, strict=True):
+            for i, size, (caption, logit, candidates) in zip(indices, sizes, outputs, strict=True):
                 name = names[i] if names is not None else image_name(befores[i], i)
-                results.append(self._result(name, size, caption, logit, probability, logits))
+                results.append(self._result(name, size, caption, logit, probability, logits, candidates))
         return results[0] if single else results
 
 

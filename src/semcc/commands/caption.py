@@ -1,13 +1,18 @@
 """``semcc caption BEFORE AFTER --ckpt CKPT``: caption one pair of the user's and write its mask and overlay.
 
 Prints the caption (paper Eq. 7), writes ``<out>/<name>_mask.png`` (the change mask of Eq. 6 at the pair's
-full size, :func:`semcc.data.inputs.mask_to_png`) and ``<out>/<name>_overlay.png``
-(:func:`semcc.visualize.overlay_figure`), and prints both paths. The work is :class:`semcc.inference.Predictor`'s.
+full size, :func:`semcc.data.inputs.mask_to_png`), ``<out>/<name>_overlay.png``
+(:func:`semcc.visualize.overlay_figure`) and ``<out>/<name>.json`` (the caption, its claim, the mask's summary and
+their disagreements: :mod:`semcc.metrics.consistency`, issue 13), and prints the paths and any disagreement.
+``--decoding consistent`` picks the candidate caption most consistent with the mask.
+The work is :class:`semcc.inference.Predictor`'s.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from pathlib import Path
 
 __all__ = ["build_parser", "run"]
@@ -28,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward of the sliding window")
     p.add_argument("--overlap", type=float, default=0.25, help="overlap of the sliding windows, in [0, 1)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: the run's)")
+    p.add_argument("--decoding", choices=("greedy", "consistent"), default="greedy",
+                   help="greedy (default) or consistent: among the greedy caption and each instruction's beams, the "
+                   "caption most consistent with the predicted mask")
+    p.add_argument("--beams", type=int, default=2, help="beams per instruction for --decoding consistent")
     return p
 
 
@@ -42,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     before, after = load_pair(args.before, args.after)  # input errors before the model is loaded
     predictor = Predictor.from_checkpoint(
         args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
-        max_new_tokens=args.max_new_tokens,
+        max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
     )
     name = args.before.stem
     result = predictor.predict(before, after, names=[name])
@@ -56,4 +65,14 @@ def run(args: argparse.Namespace) -> int:
     overlay_path = args.out / f"{name}_overlay.png"
     overlay_figure(before, after, result.mask, result.caption or "").save(overlay_path)
     print(f"overlay: {overlay_path}")
+    if result.consistency is not None:
+        for note in result.consistency.disagreements:
+            print(f"disagreement: {note}")
+    report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
+              "decoding": args.decoding}
+    json_path = args.out / f"{name}.json"
+    tmp = json_path.with_name(f".{json_path.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, json_path)
+    print(f"report: {json_path}")
     return 0

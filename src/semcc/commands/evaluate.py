@@ -1,7 +1,9 @@
 """``semcc evaluate``: score any program's ``captions.json`` against a ``LevirCCcaptions.json`` (Sec. IV-B).
 
 Prints the table of :func:`semcc.metrics.report.caption_table` for the predictions and the two floors
-(:func:`semcc.evaluate.evaluate_captions`), and can write the scores as JSON (``--out``) and a report folder
+(:func:`semcc.evaluate.evaluate_captions`), where the references' folder (or ``--truth``) holds ground truth the
+semantic scores of what the captions claim (:func:`semcc.evaluate.evaluate_semantics`, issue 13), and can write
+the scores as JSON (``--out``) and a report folder
 (``--report``: ``metrics.json`` and ``report.md``, as ``semcc test`` writes them).
 """
 
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score words (default) or vocabulary-id strings as published RSICC code does")
     p.add_argument("--tokenization", choices=TOKENIZATIONS, default="simple",
                    help="simple normalisation (default) or pycocoevalcap's PTB tokenizer (needs Java)")
+    p.add_argument("--truth", type=Path, default=None,
+                   help="folder with ground truth for the semantic scores: synth_meta.json (SynthLEVIR) or "
+                   "images/SPLIT/label (LEVIR-MCI); default: the folder of --references")
     p.add_argument("--out", type=Path, help="write the scores as JSON here")
     p.add_argument("--report", type=Path, help="write metrics.json and report.md (as `semcc test`) to this folder")
     return p
@@ -40,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Score ``args.predictions``, print the table, write the files asked for."""
-    from semcc.evaluate import evaluate_captions, load_predictions
+    from semcc.evaluate import evaluate_captions, evaluate_semantics, load_predictions
     from semcc.metrics.captioning import java_available, meteor_unavailable_reason
-    from semcc.metrics.report import caption_table, write_report
+    from semcc.metrics.report import caption_table, semantic_table, write_report
 
     if args.tokenization == "ptb" and not java_available():
         raise CommandError("--tokenization ptb: the PTB tokenizer needs Java: no `java` executable on PATH")
@@ -54,8 +59,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.predictions} on the {args.split} split of {args.references} "
           f"({args.protocol}, {args.tokenization} tokenization, five references per pair)")
     print(caption_table(results, columns=("bleu_4", "meteor", "rouge_l", "cider", "s_m")))
+    semantic = evaluate_semantics(predictions, args.references, split=args.split, truth_root=args.truth)
+    if semantic is not None:
+        print(f"\nwhat the captions claim, against {semantic[0]}:")
+        print(semantic_table(semantic[1]))
+    elif args.truth is not None:
+        raise CommandError(f"--truth {args.truth}: no synth_meta.json and no images/{args.split}/label there")
     if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+        out = dict(results) if semantic is None else {**results, "semantic": semantic[1]}
+        args.out.write_text(json.dumps(out, indent=2))
         print(f"scores: {args.out}")
     if args.report:
         meteor = "computed" if "meteor" in results["model"] else (
@@ -63,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
         summary = {"split": args.split, "predictions": str(args.predictions), "references": str(args.references),
                    "pairs": len(predictions), "protocol": args.protocol, "tokenization": args.tokenization,
                    "meteor": meteor, "captioning": results}
+        if semantic is not None:
+            summary["semantic_truth"], summary["semantic"] = semantic
         paths = write_report(args.report, summary)
         print("report: " + ", ".join(str(p) for p in paths.values()))
     return 0

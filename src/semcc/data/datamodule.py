@@ -30,7 +30,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import lightning as L
 import torch
@@ -212,6 +212,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         self.strategy = strategy
         self._resume: tuple[int, int] | None = None
         self._changed_caption: str | None = None
+        self._truths: dict[str, dict[str, Any]] = {}
         self._datasets: dict[tuple[str, str], Dataset] = {}
         groups = {"eval_data": self.eval_data, "loader": self.loader, "cd": self.cd, "phases": self.phases}
         # The roots as resolved above; the option groups as plain mappings (as in YAML).
@@ -293,6 +294,19 @@ class SemanticCCDataModule(L.LightningDataModule):
                 return None
             self._changed_caption = most_frequent_changed_caption(refs)
         return self._changed_caption
+
+    def semantic_truth(self, split: str) -> tuple[dict[str, Any], str] | None:
+        """Ground-truth claims of the caption pairs of ``split`` and where they come from, for the semantic
+        caption scores (:func:`semcc.metrics.truth.load_truth`: SynthLEVIR events or LEVIR-MCI masks); None
+        when the caption source has neither."""
+        from semcc.metrics.truth import load_truth, truth_source
+
+        root = self.roots.get("joint") or self.roots.get("cc")
+        if root is None or (source := truth_source(root, split)) is None:
+            return None
+        if split not in self._truths:
+            self._truths[split] = load_truth(root, split) or {}
+        return self._truths[split], source
 
     def prepare_data(self) -> None:
         self.ensure_data()

@@ -2,30 +2,55 @@
 Sec. IV-B): a predicted :class:`~semcc.metrics.semantic.CaptionClaim` against a ground-truth one, per pair
 (:func:`compare_claims`) and over a split (:func:`semantic_scores`): change accuracy, change-type F1 per class,
 count and location accuracy, hallucination rate. Directions are not compared: a truth derived from a mask has none.
+
+Counts: an exact number agrees with an equal one; a vague word ("several", "many") with the numbers it is true
+of (:data:`~semcc.metrics.caption_rules.VAGUE_COUNTS`). Classes a truth marks ``optional`` (the ground a change
+replaced; what a mask cannot tell) are neither rewarded nor counted as hallucinated when a caption names them.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from semcc.metrics.caption_rules import CLASSES
+from semcc.metrics.caption_rules import CLASSES, VAGUE_COUNTS
 from semcc.metrics.semantic import CaptionClaim, parse_caption
 
-__all__ = ["compare_claims", "semantic_scores"]
+__all__ = ["SEMANTIC_COLUMNS", "compare_claims", "semantic_report", "semantic_scores"]
 
 _COMPASS = {"top", "bottom", "left", "right"}
 
 
-def _class_counts(claim: CaptionClaim) -> dict[str, int | None]:
-    """Per class: the summed count of its objects, or None when any of them has no number."""
-    counts: dict[str, int | None] = {}
+def _class_counts(claim: CaptionClaim) -> dict[str, tuple[int, int | None] | None]:
+    """Per class: the range of numbers its objects claim (exact counts summed, vague words as in
+    :data:`~semcc.metrics.caption_rules.VAGUE_COUNTS`), or None when some object has no scorable number."""
+    counts: dict[str, tuple[int, int | None] | None] = {}
     for o in claim.objects:
-        if o.cls in counts and counts[o.cls] is None:
-            continue
-        counts[o.cls] = None if o.count is None else (counts.get(o.cls) or 0) + o.count
+        if o.count is not None:
+            span: tuple[int, int | None] | None = (o.count, o.count)
+        else:
+            span = VAGUE_COUNTS.get(o.count_word) if o.count_word else None
+        if o.cls not in counts:
+            counts[o.cls] = span
+        elif counts[o.cls] is not None and span is not None:
+            lo, hi = counts[o.cls]  # type: ignore[misc]
+            counts[o.cls] = (lo + span[0], None if hi is None or span[1] is None else hi + span[1])
+        else:
+            counts[o.cls] = None
     return counts
+
+
+def _counts_agree(pred: tuple[int, int | None], truth: tuple[int, int | None]) -> bool:
+    """An exact truth inside the predicted range (two ranges: they overlap)."""
+    p_hi = math.inf if pred[1] is None else pred[1]
+    t_hi = math.inf if truth[1] is None else truth[1]
+    return pred[0] <= t_hi and truth[0] <= p_hi
+
+
+def _scored_classes(pred: CaptionClaim, truth: CaptionClaim) -> frozenset[str]:
+    """The predicted classes that count: those the truth does not mark optional (unless it also claims them)."""
+    return pred.classes - (truth.optional - truth.classes)
 
 
 def _class_places(claim: CaptionClaim) -> dict[str, set[str]]:
@@ -55,7 +80,8 @@ def _pair_items(pred: CaptionClaim, truth: CaptionClaim) -> tuple[list[float], l
     pc, tc = _class_counts(pred), _class_counts(truth)
     pp, tp = _class_places(pred), _class_places(truth)
     shared = sorted(pred.classes & truth.classes)
-    counts = [float(pc[c] == tc[c]) for c in shared if pc[c] is not None and tc[c] is not None]
+    counts = [float(_counts_agree(pc[c], tc[c])) for c in shared  # type: ignore[arg-type]
+              if pc[c] is not None and tc[c] is not None]
     places = [float(_places_agree(pp[c], tp[c])) for c in shared if c in pp and c in tp]
     return counts, places
 
@@ -68,10 +94,10 @@ def compare_claims(pred: CaptionClaim, truth: CaptionClaim) -> dict[str, float |
     0 when one does, None when neither. ``count``: share of the shared classes with a number on both sides whose
     numbers agree (None when there is none). ``location``: share of the shared classes placed on both sides whose
     places agree (equal, or a corner and one of its sides, or ``everywhere``; None when there is none).
-    ``hallucinated``: how many classes ``pred`` claims that ``truth`` does not. Directions are not compared (a
-    mask-derived truth has none).
+    ``hallucinated``: how many classes ``pred`` claims that ``truth`` neither claims nor marks optional.
+    Directions are not compared (a mask-derived truth has none).
     """
-    p, t = pred.classes, truth.classes
+    p, t = _scored_classes(pred, truth), truth.classes
     counts, places = _pair_items(pred, truth)
     out: dict[str, float | None] = {
         "change": None if truth.changed is None else float(pred.changed is truth.changed),
@@ -109,7 +135,7 @@ def semantic_scores(preds: Mapping[str, str], truths: Mapping[str, CaptionClaim]
         pred = parse_caption(preds[key])
         if truth.changed is not None:
             change.append(float(pred.changed is truth.changed))
-        p, t = pred.classes, truth.classes
+        p, t = _scored_classes(pred, truth), truth.classes
         tp.update(p & t)
         fp.update(p - t)
         fn.update(t - p)
@@ -136,3 +162,43 @@ def semantic_scores(preds: Mapping[str, str], truths: Mapping[str, CaptionClaim]
     scores["hallucination_rate"] = hallucinated / claimed if claimed else math.nan
     scores["claimed_classes"] = float(claimed)
     return scores
+
+
+#: The scores a report table shows, in order (the per-class F1 and denominators stay in the JSON).
+SEMANTIC_COLUMNS = ("change_accuracy", "type_f1_macro", "count_accuracy", "location_accuracy", "hallucination_rate")
+
+
+def semantic_report(
+    predictions: Mapping[str, str],
+    references: Mapping[str, Sequence[str]],
+    truths: Mapping[str, CaptionClaim],
+    changed_caption: str | None = None,
+) -> dict[str, dict[str, float]]:
+    """:func:`semantic_scores` of the model, of the references (the ceiling) and of the floors, on the same pairs.
+
+    Pairs: those with a prediction and a truth (the caller warns about the others). ``references`` (the
+    reference captions per pair): each reference position ``k`` is scored as if it were a prediction, and the
+    scores are averaged over the positions (how well human-style captions agree with the truth). The floors
+    (:func:`semcc.metrics.captioning.floor_predictions`: the constant "no change" caption, and given
+    ``changed_caption`` the oracle constant) are scored as a model would be.
+    """
+    from semcc.metrics.captioning import floor_predictions
+
+    keys = [k for k in predictions if k in truths]
+    truth = {k: truths[k] for k in keys}
+    out = {"model": semantic_scores({k: predictions[k] for k in keys}, truth)}
+    refs = {k: list(references[k]) for k in keys if k in references}
+    if refs and len(refs) == len(keys):
+        positions = min(len(r) for r in refs.values())
+        runs = [semantic_scores({k: r[i] for k, r in refs.items()}, truth) for i in range(positions)]
+        names = {n for run in runs for n in run}
+        out["references"] = {n: _nanmean([run.get(n, math.nan) for run in runs]) for n in sorted(names)}
+        if changed_caption is not None:
+            for floor, preds in floor_predictions(refs, changed_caption).items():
+                out[floor] = semantic_scores(preds, truth)
+    return out
+
+
+def _nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan

@@ -2,20 +2,22 @@
 
 A report holds the caption scores of a model and of the two floors (the constant "the scene is the same as
 before" and the oracle-constant caption) overall and on the change / no-change subsets, the change-detection
-scores, and the protocol used (words or vocabulary ids, simple or PTB tokenisation, METEOR computed or why
-not). :func:`write_report` writes ``metrics.json``, ``report.md`` and ``captions.json`` (name, prediction,
+scores, the semantic scores of what the captions claim where there is ground truth (issue 13, beyond the
+paper), and the protocol used (words or vocabulary ids, simple or PTB tokenisation, METEOR computed or why not).
+:func:`write_report` writes ``metrics.json``, ``report.md`` and ``captions.json`` (name, prediction,
 references) into a folder, each file complete or not at all (written to a temporary name, then renamed).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CAPTION_COLUMNS", "caption_table", "detection_table", "render_report", "write_report"]
+__all__ = ["CAPTION_COLUMNS", "caption_table", "detection_table", "render_report", "semantic_table", "write_report"]
 
 #: Columns of the caption table (Table I of the paper, plus S*m).
 CAPTION_COLUMNS = ("bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider", "s_m")
@@ -33,6 +35,23 @@ def caption_table(results: Mapping[str, Mapping[str, float]], columns: Sequence[
             if f"{prefix}cider" in scores:
                 values = " | ".join(f"{scores[prefix + c]:.4f}" if prefix + c in scores else "-" for c in cols)
                 lines.append(f"| {system} | {subset} | {values} |")
+    return "\n".join(lines)
+
+
+_SEMANTIC_HEAD = {"change_accuracy": "change acc.", "type_f1_macro": "type F1 (macro)", "count_accuracy": "count acc.",
+                  "location_accuracy": "location acc.", "hallucination_rate": "hallucination rate"}
+
+
+def semantic_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """A Markdown table of the semantic scores (:data:`semcc.metrics.claim_scores.SEMANTIC_COLUMNS`), one row per
+    system (model, references, floors); NaN (no item to score) prints as ``-``."""
+    from semcc.metrics.claim_scores import SEMANTIC_COLUMNS
+
+    lines = ["| system | " + " | ".join(_SEMANTIC_HEAD[c] for c in SEMANTIC_COLUMNS) + " |",
+             "|---|" + "---|" * len(SEMANTIC_COLUMNS)]
+    for system, scores in results.items():
+        cells = [f"{scores[c]:.4f}" if c in scores and not math.isnan(scores[c]) else "-" for c in SEMANTIC_COLUMNS]
+        lines.append(f"| {system} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -69,6 +88,14 @@ def render_report(results: Mapping[str, Any]) -> str:
         accuracy = captioning.get("model", {}).get("change_accuracy")
         if accuracy is not None:
             lines += ["", f"Captions right about change vs no change: {accuracy:.1%} of pairs."]
+    if results.get("semantic"):
+        lines += ["", "## What the captions claim", "", "Each caption is parsed into a claim (changed or not; the "
+                  "changed classes, their counts and places; `semcc.metrics.semantic`) and compared with the ground "
+                  f"truth: {results.get('semantic_truth', '?')}. Change accuracy: right about change vs no change; "
+                  "type F1: per class, macro mean; count / location accuracy: over the classes named by both with a "
+                  "number / a place on both sides; hallucination rate: claimed classes with no such change. "
+                  "`references` scores each of the five references as a caption (the ceiling human-style captions "
+                  "reach), averaged.", "", semantic_table(results["semantic"])]
     if results.get("detection"):
         lines += ["", "## Change detection", "", "Per pixel over the whole split (torchmetrics)."]
         if results.get("detection_protocol"):

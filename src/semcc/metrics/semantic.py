@@ -73,6 +73,9 @@ class CaptionClaim:
     changed: bool | None
     objects: tuple[ObjectClaim, ...] = ()
     unparsed: tuple[str, ...] = ()
+    #: Ground truth only: classes a caption may name or leave out without error (the ground a change replaced;
+    #: the classes a mask cannot tell). See :mod:`semcc.metrics.truth`.
+    optional: frozenset[str] = frozenset()
 
     @property
     def classes(self) -> frozenset[str]:

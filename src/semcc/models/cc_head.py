@@ -375,16 +375,20 @@ class ChangeCaptionHead(nn.Module):
 
     @torch.no_grad()
     def generate_from_visual(
-        self, vis: torch.Tensor, instructions: Sequence[str], max_new_tokens: int | None = None
+        self, vis: torch.Tensor, instructions: Sequence[str], max_new_tokens: int | None = None, beams: int = 1
     ) -> list[str]:
-        """Greedy captions for visual tokens ``[N, T, H]`` and one instruction per row (left padding)."""
+        """Greedy captions for visual tokens ``[N, T, H]`` and one instruction per row (left padding); with
+        ``beams > 1``, the ``beams`` best of a beam search per row (``N * beams`` captions, row by row)."""
+        if beams < 1:
+            raise ValueError(f"beams must be >= 1, got {beams}")
         tok = self._tok()
         embeds, mask, _ = self._sequences(vis, instructions, None, left_pad=True)
         end = self.end_marker_ids
         config = GenerationConfig(
             max_new_tokens=max_new_tokens or self.max_new_tokens,
             do_sample=False,
-            num_beams=1,
+            num_beams=beams,
+            num_return_sequences=beams,
             use_cache=True,
             pad_token_id=self.pad_id,
             bos_token_id=tok.bos_token_id,
@@ -420,14 +424,17 @@ class ChangeCaptionHead(nn.Module):
         f_cc_2: torch.Tensor,
         prompts: Sequence[str] | None = None,
         max_new_tokens: int | None = None,
+        beams: int = 1,
     ) -> list[list[str]]:
-        """Multi-output ensemble candidates: ``[B][K]``, one caption per prompt, in one batched generate."""
+        """Multi-output ensemble candidates: ``[B][K * beams]``, the greedy caption of each prompt (``beams=1``)
+        or its ``beams`` best beams, prompt by prompt, in one batched generate."""
         prompts = list(prompts or DEFAULT_INSTRUCTIONS)
         with torch.no_grad():
             vis = self.visual_tokens(f_cc_1, f_cc_2)
-        b, k = vis.shape[0], len(prompts)
+        b, k = vis.shape[0], len(prompts) * beams
         flat = self.generate_from_visual(
-            vis.repeat_interleave(k, dim=0), [p for _ in range(b) for p in prompts], max_new_tokens
+            vis.repeat_interleave(len(prompts), dim=0), [p for _ in range(b) for p in prompts], max_new_tokens,
+            beams=beams,
         )
         return [flat[i * k : (i + 1) * k] for i in range(b)]
 

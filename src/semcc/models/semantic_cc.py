@@ -164,6 +164,23 @@ class SemanticCC(nn.Module):
         return self._captions(cc, instructions, max_new_tokens, ensemble)
 
     @torch.no_grad()
+    def caption_candidates(
+        self,
+        image_a: torch.Tensor,
+        image_b: torch.Tensor,
+        *,
+        instructions: Sequence[str] | None = None,
+        max_new_tokens: int | None = None,
+        beams: int = 1,
+    ) -> list[list[str]]:
+        """Candidate captions per pair (``[B][K * beams]``): for each prompt of ``instructions`` (default: the four
+        paper prompts) its greedy caption, or its ``beams`` best beams (``ChangeCaptionHead.generate_candidates``)."""
+        if self.cc_head is None:
+            raise ValueError("this model has no cc_head: it cannot caption")
+        _, cc = self.features(image_a, image_b)
+        return self.cc_head.generate_candidates(*cc, prompts=instructions, max_new_tokens=max_new_tokens, beams=beams)
+
+    @torch.no_grad()
     def predict(
         self,
         image_a: torch.Tensor,

@@ -5,7 +5,9 @@ CD metrics (torchmetrics: precision, recall, F1, IoU of the change class, OA; pe
 :mod:`semcc.metrics.detection`) are updated on batches with masks. Captions generated greedily for batches with
 references are scored over the whole split, gathered from every rank (:class:`semcc.metrics.captioning.
 CaptionMetrics`: BLEU-1..4, METEOR, ROUGE-L, CIDEr, S*m, the change / no-change subsets), beside the constant
-"no change" caption and the oracle-constant caption (:func:`semcc.metrics.captioning.score_floors`). The task
+"no change" caption and the oracle-constant caption (:func:`semcc.metrics.captioning.score_floors`), and, where the
+data has ground truth (SynthLEVIR events, LEVIR-MCI masks), the semantic scores of what the captions claim
+(issue 13, beyond the paper: :func:`semcc.metrics.claim_scores.semantic_report`, model, references and floors). The task
 logs what :meth:`Evaluator.finish` returns and, after a test, writes the report (:mod:`semcc.metrics.report`).
 """
 
@@ -15,11 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from semcc.data.text import is_no_change
 from semcc.metrics.captioning import CaptionMetrics, build_id_vocabulary, meteor_unavailable_reason, score_floors
+from semcc.metrics.claim_scores import SEMANTIC_COLUMNS, semantic_report
 from semcc.metrics.detection import detection_metrics, flatten_detection_scores
 from semcc.models.cd_head import class_mask
 
@@ -132,10 +135,35 @@ class Evaluator(nn.Module):
             results["captioning"] = {"model": scores}
             changed = getattr(datamodule, "most_frequent_changed_caption", None)
             changed_caption = changed() if changed is not None else None
-            if changed_caption is not None and any(not all(is_no_change(r) for r in x) for x in refs.values()):
+            if changed_caption is not None and not any(not all(is_no_change(r) for r in x) for x in refs.values()):
+                changed_caption = None  # no changed pair: the floors are the constant caption
+            if changed_caption is not None:
                 for floor, floor_scores in score_floors(refs, changed_caption, **scorer.options).items():
                     floor_scores = {k: v for k, v in floor_scores.items() if "accuracy" not in k}
                     results["captioning"][floor] = floor_scores
                     logs.update({f"{stage}/floor_{floor}_{k}": v for k, v in floor_scores.items()})
+            semantic = self._semantic(stage, captions, changed_caption, datamodule)
+            if semantic is not None:
+                results["semantic_truth"], results["semantic"] = semantic
+                logs.update({f"{stage}/sem_{k}": semantic[1]["model"][k] for k in SEMANTIC_COLUMNS})
         scorer.reset()
         return logs, results, captions
+
+    @staticmethod
+    def _semantic(stage: str, captions: dict[str, tuple[str, list[str]]], changed_caption: str | None,
+                  datamodule: Any) -> tuple[str, dict[str, dict[str, float]]] | None:
+        """Semantic scores (:func:`semcc.metrics.claim_scores.semantic_report`) when the data has ground truth."""
+        truth_of = getattr(datamodule, "semantic_truth", None)
+        found = truth_of(stage) if truth_of is not None else None
+        if not found:
+            return None
+        truths, source = found
+        missing = [k for k in captions if k not in truths]
+        if missing:
+            rank_zero_warn(f"semantic scores: {len(missing)} of {len(captions)} captioned {stage} pairs have no "
+                           f"ground truth (e.g. {missing[0]!r}); they are left out of the semantic scores")
+        if len(missing) == len(captions):
+            return None
+        predictions = {k: p for k, (p, _) in captions.items()}
+        references = {k: r for k, (_, r) in captions.items()}
+        return source, semantic_report(predictions, references, truths, changed_caption)

@@ -1,0 +1,161 @@
+"""Caption-mask consistency: does the caption (paper Eq. 7) say what the change mask (Eq. 6) shows?
+
+Beyond the paper (issue 13, "2. Caption-mask consistency at inference"): Semantic-CC computes both outputs from
+one encoder, but nothing checks one against the other. :func:`check_consistency` parses the caption into a claim
+(:func:`semcc.metrics.semantic.parse_caption`), summarises the mask (:func:`semcc.metrics.truth.summarize_mask`:
+components per class, share of the pixels, place) and lists the disagreements, in words:
+
+* change: the caption says no change while the mask marks at least :data:`~semcc.metrics.truth.MASK_CHANGE_SHARE`
+  of the pixels, or the caption describes a change the mask does not show; an unreadable caption is one too;
+* classes (class masks only): a class the caption names that the mask does not mark, or one the mask marks with
+  object-sized components that the caption leaves out;
+* count: the caption's number (or vague word) for a class against the mask's components of it (a binary mask:
+  of all change, compared when the caption names a single countable class);
+* place: the caption's place for a class against the place of the mask's pixels of it.
+
+:func:`consistency_rank` orders candidate captions by their disagreements with one mask: consistency-aware
+decoding (``Predictor(decoding="consistent")``) takes the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from semcc.metrics.claim_scores import _class_counts, _class_places, _counts_agree, _places_agree
+from semcc.metrics.semantic import CaptionClaim, parse_caption
+from semcc.metrics.truth import MaskSummary, RegionSummary
+
+__all__ = ["ConsistencyReport", "check_consistency", "claim_to_dict", "consistency_rank"]
+
+#: Claim classes whose changed pixels a change mask marks (what a caption's count and place can be checked on).
+MASKED_CLASSES = frozenset({"building", "road"})
+_PLURAL = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "bareland": "bare land",
+           "water": "water", "parking": "parking", "other": "other objects"}
+
+
+@dataclass(frozen=True)
+class ConsistencyReport:
+    """A caption's claim, the mask's summary and their disagreements (empty: consistent)."""
+
+    caption: str
+    claim: CaptionClaim
+    mask: MaskSummary
+    disagreements: tuple[str, ...]
+    #: How many things were compared (change, and each class, count and place checked); ``checks -
+    #: len(disagreements)`` agree.
+    checks: int = 0
+
+    @property
+    def consistent(self) -> bool:
+        """No disagreement."""
+        return not self.disagreements
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``claim``, ``mask``, ``disagreements``, ``consistent``."""
+        return {"claim": claim_to_dict(self.claim), "mask": self.mask.to_dict(),
+                "disagreements": list(self.disagreements), "consistent": self.consistent, "checks": self.checks}
+
+
+def claim_to_dict(claim: CaptionClaim) -> dict[str, Any]:
+    """A claim as JSON: ``changed`` and per object its class, direction, count or count word, places."""
+    objects = []
+    for o in claim.objects:
+        item: dict[str, Any] = {"class": o.cls, "direction": o.direction}
+        if o.count is not None:
+            item["count"] = o.count
+        if o.count_word is not None:
+            item["count_word"] = o.count_word
+        item["places"] = list(o.places)
+        objects.append(item)
+    out: dict[str, Any] = {"changed": claim.changed, "objects": objects}
+    if claim.unparsed:
+        out["unparsed"] = list(claim.unparsed)
+    return out
+
+
+def _span_text(span: tuple[int, int | None]) -> str:
+    lo, hi = span
+    return str(lo) if hi == lo else (f"{lo} or more" if hi is None else f"{lo} to {hi}")
+
+
+def _place_text(place: str) -> str:
+    return {"centre": "the centre", "everywhere": "everywhere"}.get(place, "the " + place.replace("_", " "))
+
+
+def check_consistency(caption: str, mask: MaskSummary) -> ConsistencyReport:
+    """The disagreements between ``caption`` and a predicted mask's summary (see the module doc).
+
+    The mask's regions are named by class (``building``, ``road``: a LEVIR-MCI class mask) or ``change`` (a binary
+    mask: counts and places compare with all of its change).
+    """
+    claim = parse_caption(caption)
+    notes: list[str] = []
+    checks = [1]
+    share = f"{mask.changed_share:.1%}" if mask.changed_share >= 0.001 else f"{mask.changed_share:.2%}"
+    if claim.changed is None:
+        notes.append("the caption says neither change nor no change that the parser can read")
+    elif not claim.changed and mask.changed:
+        notes.append(f"the caption says no change; the mask marks {share} of the pixels")
+    elif claim.changed and not mask.changed:
+        named = ", ".join(_PLURAL[c] for c in sorted(claim.classes)) or "something"
+        notes.append(f"the caption says {named} changed; the mask marks {share} of the pixels (no change)")
+    if claim.changed and mask.changed:
+        notes += _object_notes(claim, mask, checks)
+    return ConsistencyReport(caption=caption, claim=claim, mask=mask, disagreements=tuple(notes), checks=sum(checks))
+
+
+def _object_notes(claim: CaptionClaim, mask: MaskSummary, checks: list[int]) -> list[str]:
+    regions = {r.cls: r for r in mask.regions}
+    binary = set(regions) <= {"change"}
+    counts, places = _class_counts(claim), _class_places(claim)
+    notes: list[str] = []
+    if binary:
+        change = regions.get("change")
+        countable = sorted(claim.classes & MASKED_CLASSES)
+        if change is not None and len(countable) == 1:
+            notes += _compare(countable[0], "change", change, counts, places, checks)
+        return notes
+    for cls in sorted(claim.classes & MASKED_CLASSES):
+        checks.append(1)
+        region = regions.get(cls)
+        if region is None or region.components == 0:
+            notes.append(f"the caption names a change of {_PLURAL[cls]}; the mask marks no {cls} change")
+        else:
+            notes += _compare(cls, cls, region, counts, places, checks)
+    for cls, region in sorted(regions.items()):
+        if cls in MASKED_CLASSES and cls not in claim.classes and region.components > 0:
+            notes.append(f"the mask has {region.components} {cls} component(s) that the caption does not mention")
+    return notes
+
+
+def _compare(cls: str, mask_cls: str, region: RegionSummary, counts: Mapping[str, Any],
+             places: Mapping[str, set[str]], checks: list[int]) -> list[str]:
+    notes = []
+    span = counts.get(cls)
+    checks.append(int(span is not None))
+    if span is not None and not _counts_agree(span, (region.components, region.components)):
+        notes.append(f"the caption says {_span_text(span)} {_PLURAL[cls]}; the mask has {region.components} "
+                     f"{mask_cls} component(s)")
+    said_places = {p for p in places.get(cls, ()) if _is_map_place(p)}
+    checks.append(int(bool(said_places) and region.place is not None))
+    if said_places and region.place is not None and not _places_agree(said_places, {region.place}):
+        said = " / ".join(_place_text(p) for p in sorted(said_places))
+        notes.append(f"the caption places the {_PLURAL[cls]} at {said}; the mask's {mask_cls} lies at "
+                     f"{_place_text(region.place)}")
+    return notes
+
+
+def _is_map_place(place: str) -> bool:
+    """A place on the image (a side, corner, the centre), not one relative to an object ("along the road")."""
+    return place in ("centre", "everywhere") or set(place.split("_")) <= {"top", "bottom", "left", "right"}
+
+
+def consistency_rank(candidates: Sequence[str], mask: MaskSummary) -> list[int]:
+    """Indices of ``candidates`` from most to least consistent with ``mask``: fewest disagreements first, then most
+    agreements (a caption whose count and place the mask confirms beats one that says neither); remaining ties keep
+    the candidates' order."""
+    reports = [check_consistency(c, mask) for c in candidates]
+    key = [(len(r.disagreements), -(r.checks - len(r.disagreements)), i) for i, r in enumerate(reports)]
+    return sorted(range(len(candidates)), key=lambda i: key[i])

@@ -1,0 +1,264 @@
+"""Ground truth for the semantic caption scores, and what a change mask tells (issue 13; beyond the paper, whose
+Sec. IV-B scores captions with n-gram metrics only, and whose Eq. 6 mask is scored only pixel by pixel).
+
+Two sources of truth, both as :class:`~semcc.metrics.semantic.CaptionClaim` (what a perfect caption would claim):
+
+* **SynthLEVIR** writes each pair's change events into ``LEVIR-CC/synth_meta.json`` beside the captions
+  (:mod:`semcc.data.synthetic.writing`): per event its class, direction, exact count and place.
+  :func:`claim_from_synth_event` turns them into a claim; directions are exact.
+* **A LEVIR-MCI label** (``images/{split}/label``: 255 building, 128 road) tells what a mask can: the classes
+  present, the connected components of each (the count) and where they lie (the place rule below); it has no
+  direction. :func:`summarize_mask` computes that summary (also for a predicted mask, see
+  :mod:`semcc.metrics.consistency`), :func:`claim_from_mask` turns it into a claim.
+
+:func:`load_truth` reads whichever a LEVIR-CC-layout folder holds. The place rule is SynthLEVIR's
+(:func:`semcc.data.synthetic.language.place_of`): the 3x3 cell of the changed pixels' centroid when it holds
+80% of them, else a side holding 80%, else no place. Components are 8-connected; those under
+``min_share`` of the image are specks and not counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from semcc.data.synthetic.language import place_of
+from semcc.metrics.caption_rules import CLASSES
+from semcc.metrics.semantic import CaptionClaim, ObjectClaim
+
+__all__ = [
+    "MASK_CHANGE_SHARE",
+    "MCI_LABEL_CLASSES",
+    "MIN_COMPONENT_SHARE",
+    "MaskSummary",
+    "RegionSummary",
+    "claim_from_mask",
+    "claim_from_synth_event",
+    "connected_components",
+    "load_truth",
+    "summarize_mask",
+    "truth_source",
+]
+
+#: A mask that marks at least this share of its pixels says "changed" (0.5%: 328 px of a 256 x 256 pair).
+MASK_CHANGE_SHARE = 0.005
+#: Components smaller than this share of the image are specks, not objects (0.05%: 33 px of 256 x 256).
+MIN_COMPONENT_SHARE = 0.0005
+#: LEVIR-MCI label value -> claim class.
+MCI_LABEL_CLASSES: dict[int, str] = {255: "building", 128: "road"}
+
+_SYNTH_KIND = {"building": "building", "road": "road", "trees": "vegetation"}
+#: The ground a SynthLEVIR change happens on (scene ground, event context) -> the class a caption may name for it
+#: ("the bareland is replaced by houses", "trees are replaced by houses").
+_SYNTH_GROUND = {"bareland": "bareland", "desert": "bareland", "grass": "vegetation", "woods": "vegetation"}
+_SYNTH_ACTION = {"appear": "added", "built": "added", "disappear": "removed", "removed": "removed"}
+
+
+def _place(name: str | None) -> tuple[str, ...]:
+    """A place of the place rule in the parser's names (``center`` -> ``centre``)."""
+    if name is None:
+        return ()
+    return ("centre",) if name == "center" else (name,)
+
+
+# ------------------------------------------------------------------------------------------------ masks
+def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """8-connected components of a boolean ``[H, W]`` mask: ``(labels int32 [H, W], count)``, labels 1..count.
+
+    Row runs joined by union-find (runs of adjacent rows touching or diagonally adjacent are one component).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2:
+        raise ValueError(f"connected_components needs a 2-D mask, got shape {mask.shape}")
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    starts_r, starts_c = np.nonzero(edges == 1)
+    _, ends_c = np.nonzero(edges == -1)
+    runs = list(zip(starts_r.tolist(), starts_c.tolist(), ends_c.tolist(), strict=True))  # (row, start, end)
+    parent = list(range(len(runs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    prev: list[int] = []  # run indices of the previous row
+    current: list[int] = []
+    row = -1
+    for i, (r, s, e) in enumerate(runs):
+        if r != row:
+            prev = current if r == row + 1 else []
+            current, row = [], r
+        for j in prev:
+            _, ps, pe = runs[j]
+            if ps <= e and s <= pe:  # overlap with one pixel of slack on each side: 8-connectivity
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[a] = b
+        current.append(i)
+    labels = np.zeros((h, w), dtype=np.int32)
+    ids: dict[int, int] = {}
+    for i, (r, s, e) in enumerate(runs):
+        labels[r, s:e] = ids.setdefault(find(i), len(ids) + 1)
+    return labels, len(ids)
+
+
+@dataclass(frozen=True)
+class RegionSummary:
+    """The changed pixels of one class: components (specks left out), share of the image, place (or None)."""
+
+    cls: str
+    components: int
+    share: float
+    place: str | None
+
+
+@dataclass(frozen=True)
+class MaskSummary:
+    """What a change mask tells: its size, the share of changed pixels, one :class:`RegionSummary` per class."""
+
+    height: int
+    width: int
+    changed_share: float
+    regions: tuple[RegionSummary, ...]
+
+    @property
+    def changed(self) -> bool:
+        """The mask marks at least :data:`MASK_CHANGE_SHARE` of the pixels."""
+        return self.changed_share >= MASK_CHANGE_SHARE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``height``, ``width``, ``changed_share``, ``changed``, ``regions`` (list of dicts)."""
+        regions = [{"class": r.cls, "components": r.components, "share": round(r.share, 6), "place": r.place}
+                   for r in self.regions]
+        return {"height": self.height, "width": self.width, "changed_share": round(self.changed_share, 6),
+                "changed": self.changed, "regions": regions}
+
+
+def summarize_mask(
+    mask: np.ndarray, classes: Mapping[int, str], *, min_share: float = MIN_COMPONENT_SHARE
+) -> MaskSummary:
+    """Summary of an integer ``[H, W]`` mask whose values ``classes`` names (other non-zero values raise).
+
+    A binary change mask: ``{1: "change"}``; a LEVIR-MCI label: :data:`MCI_LABEL_CLASSES`; a predicted
+    LEVIR-MCI class mask: ``{1: "road", 2: "building"}``. Per class: components of at least ``min_share`` of the
+    image, share of the image, place (:func:`~semcc.data.synthetic.language.place_of`, ``centre`` for the centre).
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"summarize_mask needs a 2-D mask, got shape {mask.shape}")
+    values = {int(v) for v in np.unique(mask)} - {0}
+    if unknown := sorted(values - set(classes)):
+        raise ValueError(f"mask values {unknown[:5]} are not among the classes given ({dict(classes)})")
+    h, w = mask.shape
+    area = float(h * w)
+    min_pixels = max(1, round(min_share * area))
+    regions = []
+    for value, cls in classes.items():
+        region = mask == value
+        pixels = int(region.sum())
+        if pixels == 0:
+            continue
+        labels, n = connected_components(region)
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+        place = place_of(region)
+        regions.append(RegionSummary(cls=cls, components=int((sizes >= min_pixels).sum()),
+                                     share=pixels / area, place=_place(place)[0] if place else None))
+    return MaskSummary(height=h, width=w, changed_share=float((mask != 0).sum()) / area, regions=tuple(regions))
+
+
+def claim_from_mask(summary: MaskSummary, classes: Iterable[str] = MCI_LABEL_CLASSES.values()) -> CaptionClaim:
+    """The claim a mask supports: changed when it marks enough pixels; per class its components and place.
+
+    No direction (a mask does not say whether a building appeared or went). Classes with no component of
+    object size are left out; a mask whose change is all specks is unchanged. The claim classes the mask cannot
+    tell (all but ``classes``, the mask's own: building and road for LEVIR-MCI) are ``optional``.
+    """
+    objects = tuple(ObjectClaim(cls=r.cls, count=r.components, places=_place(r.place))
+                    for r in summary.regions if r.components > 0)
+    changed = summary.changed and bool(objects)
+    return CaptionClaim(changed=changed, objects=objects if changed else (), optional=frozenset(CLASSES) - set(classes))
+
+
+# ------------------------------------------------------------------------------------------------ SynthLEVIR
+def claim_from_synth_event(pair: Mapping[str, Any]) -> CaptionClaim:
+    """The claim of one ``synth_meta.json`` pair entry (``changed``, ``clauses``: kind, action, count, place).
+
+    Buildings and roads keep their exact count; removed trees have no count (captions say "some trees", the
+    generator counts crowns). The ground of a changed pair (bareland, desert, grass, woods) is ``optional``: a
+    caption may say the houses replaced it, and so is bareland after a removal (demolished sites and felled trees
+    leave soil).
+    """
+    try:
+        objects = []
+        for clause in pair["clauses"]:
+            cls = _SYNTH_KIND[clause["kind"]]
+            count = None if cls == "vegetation" else int(clause["count"])
+            objects.append(ObjectClaim(cls=cls, direction=_SYNTH_ACTION[clause["action"]], count=count,
+                                       places=_place(clause.get("place"))))
+        changed = bool(pair["changed"])
+        grounds = {pair.get("ground"), *(c.get("context") for c in pair["clauses"])} if changed else set()
+        optional = {_SYNTH_GROUND[g] for g in grounds if g in _SYNTH_GROUND}
+        if any(o.direction == "removed" for o in objects):  # demolished sites and felled trees leave soil
+            optional.add("bareland")
+        return CaptionClaim(changed=changed, objects=tuple(objects), optional=frozenset(optional))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"synth_meta entry {pair.get('filename', '?')!r} is malformed: {err!r}") from None
+
+
+def truth_source(cc_root: str | Path, split: str) -> str | None:
+    """Which ground truth :func:`load_truth` reads for ``split`` of ``cc_root``, in words (None: none)."""
+    root = Path(cc_root)
+    if (root / "synth_meta.json").is_file():
+        return "SynthLEVIR change events (synth_meta.json: class, direction, count, place of each change)"
+    if (root / "images" / split / "label").is_dir() and (root / "LevirCCcaptions.json").is_file():
+        return ("LEVIR-MCI change masks (building and road: classes, connected components, places; no direction; "
+                "other classes neither rewarded nor counted as hallucinated)")
+    return None
+
+
+def load_truth(cc_root: str | Path, split: str) -> dict[str, CaptionClaim] | None:
+    """Ground-truth claims of a split of a LEVIR-CC-layout folder, keyed by pair file name; None when it has none.
+
+    ``synth_meta.json`` (SynthLEVIR) wins; otherwise the LEVIR-MCI labels under ``images/{split}/label`` give
+    mask-derived claims (every pair of the split in ``LevirCCcaptions.json`` must have its label). Errors name
+    the file.
+    """
+    from semcc.data.images import read_label
+
+    root = Path(cc_root)
+    meta = root / "synth_meta.json"
+    if meta.is_file():
+        try:
+            pairs = json.loads(meta.read_text(encoding="utf-8"))["pairs"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{meta}: not a SynthLEVIR meta file ({err!r})") from None
+        return {str(p["filename"]): claim_from_synth_event(p) for p in pairs if p.get("split") == split}
+    labels = root / "images" / split / "label"
+    captions = root / "LevirCCcaptions.json"
+    if not labels.is_dir() or not captions.is_file():
+        return None
+    try:
+        images = json.loads(captions.read_text(encoding="utf-8"))["images"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{captions}: cannot read the pair list ({err!r})") from None
+    truth = {}
+    for image in images:
+        if image.get("split") != split:
+            continue
+        name = str(image["filename"])
+        label = read_label(labels / name)
+        try:
+            summary = summarize_mask(label, MCI_LABEL_CLASSES)
+        except ValueError as err:
+            raise ValueError(f"{labels / name}: {err}") from None
+        truth[name] = claim_from_mask(summary)
+    return truth

@@ -1,0 +1,254 @@
+"""Ground truth of the semantic scores (SynthLEVIR events, LEVIR-MCI masks), the scores' reference ceiling and
+floors, caption-mask consistency and consistency-aware decoding (issue 13, parts 1 and 2)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from semcc.data.text import is_no_change
+from semcc.metrics.claim_scores import compare_claims, semantic_report, semantic_scores
+from semcc.metrics.consistency import check_consistency, consistency_rank
+from semcc.metrics.semantic import CaptionClaim, ObjectClaim, parse_caption
+from semcc.metrics.truth import (
+    MCI_LABEL_CLASSES,
+    claim_from_mask,
+    claim_from_synth_event,
+    connected_components,
+    load_truth,
+    summarize_mask,
+    truth_source,
+)
+
+
+def _squares(size: int, boxes: list[tuple[int, int, int, int]], value: int = 1) -> np.ndarray:
+    mask = np.zeros((size, size), dtype=np.uint8)
+    for y0, x0, y1, x1 in boxes:
+        mask[y0:y1, x0:x1] = value
+    return mask
+
+
+# ------------------------------------------------------------------------------------------------ masks
+def test_connected_components_hand_made() -> None:
+    mask = np.zeros((8, 10), dtype=bool)
+    mask[0:2, 0:2] = True  # A
+    mask[2, 2] = True  # touches A diagonally: same component (8-connectivity)
+    mask[5:7, 5:9] = True  # B
+    mask[0, 9] = True  # C, one pixel
+    mask[7, 0:2] = True  # D
+    labels, n = connected_components(mask)
+    assert n == 4
+    assert labels[0, 0] == labels[2, 2] != 0
+    assert len({labels[0, 0], labels[5, 5], labels[0, 9], labels[7, 0]}) == 4
+    assert ((labels > 0) == mask).all()
+    # a U shape is one component (its two arms meet only in a later row)
+    u = np.zeros((5, 5), dtype=bool)
+    u[0:4, 0] = u[0:4, 4] = True
+    u[4, :] = True
+    assert connected_components(u)[1] == 1
+    assert connected_components(np.zeros((3, 3), bool))[1] == 0
+
+
+def test_summarize_mask_counts_places_and_specks() -> None:
+    mask = _squares(100, [(2, 2, 12, 12), (2, 20, 12, 30), (20, 2, 30, 10)])  # three houses, top left
+    mask[90, 90] = 1  # a one-pixel speck at the bottom right
+    summary = summarize_mask(mask, {1: "change"})
+    (region,) = summary.regions
+    assert region.cls == "change" and region.components == 3
+    assert region.share == pytest.approx((100 + 100 + 80 + 1) / 10000)
+    assert region.place == "top_left"  # 280 of the 281 pixels lie in the top left cell
+    mask[60:100, 60:100] = 1  # a large change at the bottom right: no cell or side holds 80%
+    region = summarize_mask(mask, {1: "change"}).regions[0]
+    assert region.place is None and region.components == 4
+    classes = summarize_mask(_squares(90, [(40, 40, 50, 50)], 255) + _squares(90, [(0, 0, 90, 3)], 128),
+                             MCI_LABEL_CLASSES)
+    by_class = {r.cls: r for r in classes.regions}
+    assert by_class["building"].place == "centre" and by_class["road"].place == "left"
+    with pytest.raises(ValueError, match=r"mask values \[7\]"):
+        summarize_mask(np.full((4, 4), 7), {1: "change"})
+
+
+def test_claim_from_mask() -> None:
+    label = _squares(64, [(1, 1, 6, 6), (1, 10, 6, 16)], 255)
+    claim = claim_from_mask(summarize_mask(label, MCI_LABEL_CLASSES))
+    assert claim.changed is True and claim.classes == {"building"}
+    assert claim.objects[0].count == 2 and claim.objects[0].direction is None
+    assert claim.objects[0].places == ("top_left",)
+    assert "vegetation" in claim.optional and "building" not in claim.optional
+    empty = claim_from_mask(summarize_mask(np.zeros((64, 64), np.uint8), MCI_LABEL_CLASSES))
+    assert empty.changed is False and not empty.objects
+
+
+# ------------------------------------------------------------------------------------------------ ground truth
+def test_synthlevir_truth_is_written_beside_the_captions(synth_root: Path) -> None:
+    cc = synth_root / "LEVIR-CC"
+    assert truth_source(cc, "test").startswith("SynthLEVIR change events")
+    meta = json.loads((cc / "synth_meta.json").read_text())["pairs"]
+    captions = {e["filename"]: e for e in json.loads((cc / "LevirCCcaptions.json").read_text())["images"]}
+    for split in ("train", "val", "test"):
+        truth = load_truth(cc, split)
+        names = {n for n, e in captions.items() if e["split"] == split}
+        assert set(truth) == names
+    for entry in meta:
+        claim = claim_from_synth_event(entry)
+        refs = [s["raw"] for s in captions[entry["filename"]]["sentences"]]
+        assert claim.changed == (not all(is_no_change(r) for r in refs))
+        label = np.array(Image.open(cc / "images" / entry["split"] / "label" / entry["filename"]))
+        if not claim.changed:
+            assert not label.any() and not claim.objects
+        for clause, obj in zip(entry["clauses"], claim.objects, strict=True):
+            if clause["kind"] == "building":
+                assert obj.cls == "building" and obj.count == len(clause["boxes"])
+                assert obj.direction == ("added" if clause["action"] == "appear" else "removed")
+                assert (label == 255).any()
+            if clause["kind"] == "road":
+                assert obj.cls == "road" and (label == 128).any()
+
+
+def test_mask_truth_of_a_levir_mci_folder(tmp_path: Path) -> None:
+    root = tmp_path / "mci"
+    (root / "images" / "test" / "label").mkdir(parents=True)
+    labels = {"p1.png": _squares(64, [(50, 2, 60, 9), (50, 12, 60, 20)], 255),  # two buildings, bottom left
+              "p2.png": np.zeros((64, 64), np.uint8)}
+    for name, label in labels.items():
+        Image.fromarray(label).save(root / "images" / "test" / "label" / name)
+    images = [{"filename": n, "split": "test", "sentences": [{"raw": "x"}]} for n in labels]
+    (root / "LevirCCcaptions.json").write_text(json.dumps({"images": images}))
+    assert truth_source(root, "test").startswith("LEVIR-MCI change masks")
+    truth = load_truth(root, "test")
+    assert truth["p1.png"].objects == (ObjectClaim("building", None, 2, None, ("bottom_left",)),)
+    assert truth["p2.png"].changed is False
+    # a caption that also says trees went is not punished for what the mask cannot tell
+    s = semantic_scores({"p1.png": "two houses are built and some trees are removed at the bottom left",
+                         "p2.png": "the scene is the same as before"}, truth)
+    assert s["change_accuracy"] == 1.0 and s["hallucination_rate"] == 0.0 and s["count_accuracy"] == 1.0
+    assert truth_source(root, "val") is None and load_truth(root, "val") is None
+    (root / "images" / "test" / "label" / "p2.png").unlink()
+    with pytest.raises(Exception, match=r"p2\.png"):
+        load_truth(root, "test")
+
+
+def test_malformed_synth_meta_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "synth_meta.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"synth_meta\.json"):
+        load_truth(tmp_path, "test")
+    with pytest.raises(ValueError, match=r"'x\.png' is malformed"):
+        claim_from_synth_event({"filename": "x.png", "changed": True, "clauses": [{"kind": "ufo"}]})
+
+
+# ------------------------------------------------------------------------------------------------ scores
+def test_vague_counts_and_optional_classes() -> None:
+    truth = CaptionClaim(changed=True, objects=(ObjectClaim("building", "added", 4),), optional=frozenset({"bareland"}))
+    assert compare_claims(parse_caption("several houses are built"), truth)["count"] == 1.0  # 4 is several
+    assert compare_claims(parse_caption("many houses are built"), truth)["count"] == 0.0  # many is 6+
+    assert compare_claims(parse_caption("two houses are built"), truth)["count"] == 0.0
+    out = compare_claims(parse_caption("the bareland is replaced by several houses"), truth)
+    assert out["hallucinated"] == 0.0 and out["type"] == 1.0  # bareland is optional: neither rewarded nor wrong
+    assert compare_claims(parse_caption("a road is built"), truth)["hallucinated"] == 1.0
+
+
+def test_semantic_report_has_the_reference_ceiling_and_the_floors() -> None:
+    truths = {"a": CaptionClaim(changed=False),
+              "b": CaptionClaim(changed=True, objects=(ObjectClaim("building", "added", 2, None, ("top",)),))}
+    refs = {"a": ["the scene is the same as before", "there is no difference"],
+            "b": ["two houses are built at the top", "a road is built"]}
+    preds = {"a": "the scene is the same as before", "b": "two houses are built at the bottom"}
+    report = semantic_report(preds, refs, truths, changed_caption="a road is built")
+    assert set(report) == {"model", "references", "constant", "oracle_constant"}
+    assert report["model"]["location_accuracy"] == 0.0 and report["model"]["count_accuracy"] == 1.0
+    # references: position 0 is perfect, position 1 names a road (hallucinated) -> means over the positions
+    assert report["references"]["change_accuracy"] == 1.0
+    assert report["references"]["hallucination_rate"] == pytest.approx(0.5)
+    assert report["references"]["location_accuracy"] == 1.0  # only position 0 places anything
+    assert report["constant"]["change_accuracy"] == 0.5 and math.isnan(report["constant"]["hallucination_rate"])
+    assert report["oracle_constant"]["change_accuracy"] == 1.0
+    assert report["oracle_constant"]["hallucination_rate"] == 1.0  # "a road is built" on a building change
+
+
+# ------------------------------------------------------------------------------------------------ consistency
+def test_consistency_report_disagreements() -> None:
+    six = _squares(100, [(0, 0, 20, 30)])  # 6% of the pixels, top left
+    report = check_consistency("the scene is the same as before", summarize_mask(six, {1: "change"}))
+    assert report.disagreements == ("the caption says no change; the mask marks 6.0% of the pixels",)
+    assert not report.consistent and report.to_dict()["mask"]["regions"][0]["components"] == 1
+
+    five = summarize_mask(_squares(100, [(80, 5 + 18 * i, 90, 15 + 18 * i) for i in range(5)], 2), {1: "road",
+                                                                                                   2: "building"})
+    report = check_consistency("two houses are built at the top", five)
+    assert report.disagreements == (
+        "the caption says 2 buildings; the mask has 5 building component(s)",
+        "the caption places the buildings at the top; the mask's building lies at the bottom",
+    )
+    report = check_consistency("a road is built", five)
+    assert report.disagreements == (
+        "the caption names a change of roads; the mask marks no road change",
+        "the mask has 5 building component(s) that the caption does not mention",
+    )
+    assert check_consistency("several houses are built at the bottom", five).consistent
+    none = summarize_mask(np.zeros((100, 100), np.uint8), {1: "change"})
+    assert check_consistency("two houses are built", none).disagreements == (
+        "the caption says buildings changed; the mask marks 0.00% of the pixels (no change)",)
+    assert check_consistency("there is no difference", none).consistent
+
+
+def test_consistency_rank_prefers_the_caption_the_mask_confirms() -> None:
+    mask = summarize_mask(_squares(100, [(70, 70, 80, 80), (85, 85, 95, 95)]), {1: "change"})  # 2, bottom right
+    candidates = ["the scene is the same as before", "two houses are built", "two houses are built at the top",
+                  "two houses are built at the bottom right", "a house is built at the bottom right"]
+    # disagreements / agreements: 0: 1/0 (no change), 1: 0/2 (change, count), 2: 1/2 (place), 3: 0/3, 4: 1/2 (count)
+    assert consistency_rank(candidates, mask) == [3, 1, 2, 4, 0]
+    assert consistency_rank(["a", "b"], mask) == [0, 1]  # ties keep the order
+
+
+# ------------------------------------------------------------------------------------------------ inference
+def test_predictor_reports_consistency_and_decodes_consistently(tiny_checkpoint: Path, synth_root: Path) -> None:
+    from semcc.inference import Predictor
+
+    folder = synth_root / "LEVIR-CC" / "images" / "test"
+    names = sorted(p.name for p in (folder / "A").iterdir())[:4]
+    pairs = ([folder / "A" / n for n in names], [folder / "B" / n for n in names])
+    greedy = Predictor.from_checkpoint(tiny_checkpoint).predict(*pairs)
+    consistent = Predictor.from_checkpoint(tiny_checkpoint, decoding="consistent", beams=2).predict(*pairs)
+    for g, c in zip(greedy, consistent, strict=True):
+        assert g.consistency is not None and g.candidates is None
+        summary = summarize_mask(g.mask, {1: "change"})
+        assert g.consistency.mask == summary
+        assert g.consistency.disagreements == check_consistency(g.caption, summary).disagreements
+        d = g.to_dict()
+        assert d["caption"] == g.caption and d["disagreements"] == list(g.consistency.disagreements)
+        assert c.candidates[0] == c.caption and g.caption in c.candidates
+        assert len(c.consistency.disagreements) <= len(g.consistency.disagreements)
+        assert consistency_rank(c.candidates, c.consistency.mask)[0] == 0
+    with pytest.raises(ValueError, match="decoding"):
+        Predictor.from_checkpoint(tiny_checkpoint, decoding="best")
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def test_semcc_evaluate_scores_claims_against_the_truth(synth_root: Path, tmp_path: Path, capsys) -> None:
+    from semcc.main import main
+    from semcc.metrics.report import semantic_table
+
+    cc = synth_root / "LEVIR-CC"
+    images = [e for e in json.loads((cc / "LevirCCcaptions.json").read_text())["images"] if e["split"] == "test"]
+    preds = {e["filename"]: e["sentences"][1]["raw"] for e in images}
+    (tmp_path / "captions.json").write_text(json.dumps(preds))
+    out, report = tmp_path / "scores.json", tmp_path / "report"
+    args = ["evaluate", "--predictions", str(tmp_path / "captions.json"), "--references",
+            str(cc / "LevirCCcaptions.json"), "--no-meteor", "--out", str(out), "--report", str(report)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    scores = json.loads(out.read_text())["semantic"]
+    assert set(scores) == {"model", "references", "constant", "oracle_constant"}
+    assert scores["model"] == pytest.approx(semantic_scores(preds, load_truth(cc, "test")), nan_ok=True)
+    assert scores["model"]["change_accuracy"] == 1.0  # a reference is always right about change
+    assert semantic_table(scores) in printed and "SynthLEVIR change events" in printed
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["semantic"] == json.loads(out.read_text())["semantic"]
+    assert "## What the captions claim" in (report / "report.md").read_text()
+    assert main([*args[:6], "--no-meteor", "--truth", str(tmp_path)]) == 1
+    assert "--truth" in capsys.readouterr().err
