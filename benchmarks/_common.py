@@ -30,6 +30,7 @@ __all__ = [
     "markdown_table",
     "mib",
     "report",
+    "score_predictor",
 ]
 
 
@@ -215,3 +216,67 @@ class PeakMemory:
 def mib(n_bytes: int) -> float:
     """Bytes -> MiB, one decimal."""
     return round(n_bytes / 2**20, 1)
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def score_predictor(
+    predictor: Any, cc_root: Path, split: str = "test", *, mask_mode: str = "building", meteor: bool = False
+) -> dict[str, Any]:
+    """Run ``predictor`` (:class:`semcc.inference.Predictor`) on every pair of ``split`` of a LEVIR-CC-layout
+    folder with LEVIR-MCI labels and score it as a user would check a checkpoint (issue 13).
+
+    Returns: ``cd_f1`` (pixels pooled over the split; target ``label == 255`` for ``mask_mode="building"``, any
+    change for ``"change"``), ``change_accuracy`` (captions right about change vs no change),
+    ``false_change_caption`` / ``false_change_mask`` (unchanged pairs captioned as changed / whose mask marks at
+    least :data:`semcc.metrics.truth.MASK_CHANGE_SHARE` of the pixels), the caption scores of
+    :func:`semcc.metrics.captioning.score_split` (``cider``, ``change_cider``, ``change_bleu_4``...), the semantic
+    scores (:func:`semcc.metrics.claim_scores.semantic_scores` against :func:`semcc.metrics.truth.load_truth`),
+    ``consistent_share`` (pairs whose caption agrees with their own mask), ``pairs``, ``seconds`` and
+    ``captions`` (name -> caption).
+    """
+    import time
+
+    from semcc.data.images import read_label
+    from semcc.data.levir import load_levir_cc_captions, sentence_text
+    from semcc.data.text import is_no_change
+    from semcc.metrics.captioning import score_split
+    from semcc.metrics.claim_scores import semantic_scores
+    from semcc.metrics.truth import MASK_CHANGE_SHARE, load_truth
+
+    entries = [e for e in load_levir_cc_captions(cc_root / "LevirCCcaptions.json") if e["split"] == split]
+    refs = {e["filename"]: [sentence_text(s) for s in e["sentences"]] for e in entries}
+    folder = cc_root / "images" / split
+    names = sorted(refs)
+    tp = fp = fn = 0
+    captions: dict[str, str] = {}
+    false_caption = false_mask = unchanged = consistent = 0
+    start = time.perf_counter()
+    batch = predictor.batch_size
+    for i in range(0, len(names), batch):
+        chunk = names[i : i + batch]
+        results = predictor.predict([folder / "A" / n for n in chunk], [folder / "B" / n for n in chunk], names=chunk)
+        for name, result in zip(chunk, results, strict=True):
+            label = read_label(folder / "label" / name)
+            target = label == 255 if mask_mode == "building" else label > 0
+            pred = result.mask > 0
+            tp += int((pred & target).sum())
+            fp += int((pred & ~target).sum())
+            fn += int((~pred & target).sum())
+            captions[name] = result.caption
+            consistent += int(result.consistency is not None and result.consistency.consistent)
+            if all(is_no_change(r) for r in refs[name]):
+                unchanged += 1
+                false_caption += int(not is_no_change(result.caption))
+                false_mask += int(pred.mean() >= MASK_CHANGE_SHARE)
+    seconds = time.perf_counter() - start
+    out: dict[str, Any] = {"pairs": len(names), "seconds": seconds,
+                           "cd_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")}
+    out.update(score_split(captions, refs, meteor=meteor))
+    out["false_change_caption"] = false_caption / unchanged if unchanged else float("nan")
+    out["false_change_mask"] = false_mask / unchanged if unchanged else float("nan")
+    out["consistent_share"] = consistent / len(names) if names else float("nan")
+    truth = load_truth(cc_root, split)
+    if truth:
+        out.update({f"sem_{k}": v for k, v in semantic_scores(captions, truth).items()})
+    out["captions"] = captions
+    return out

@@ -227,7 +227,7 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     assert lines[at + 1] == f"overlay: {overlay_path}" and lines[at - 1].strip()
     assert lines[-1] == f"report: {json_path}"
     report = json.loads(json_path.read_text())
-    assert report["caption"] == lines[at - 1] and report["decoding"] == "greedy"
+    assert report["caption"] == lines[at - 1] and report["decoding"] == "consistent"  # tiny.yaml's setting
     assert set(report) >= {"claim", "mask", "disagreements", "consistent"}
     assert [f"disagreement: {d}" for d in report["disagreements"]] == lines[at + 2 : -1]
     assert report["mask"]["changed_share"] == pytest.approx(

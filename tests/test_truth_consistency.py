@@ -212,7 +212,7 @@ def test_predictor_reports_consistency_and_decodes_consistently(tiny_checkpoint:
     folder = synth_root / "LEVIR-CC" / "images" / "test"
     names = sorted(p.name for p in (folder / "A").iterdir())[:4]
     pairs = ([folder / "A" / n for n in names], [folder / "B" / n for n in names])
-    greedy = Predictor.from_checkpoint(tiny_checkpoint).predict(*pairs)
+    greedy = Predictor.from_checkpoint(tiny_checkpoint, decoding="greedy").predict(*pairs)
     consistent = Predictor.from_checkpoint(tiny_checkpoint, decoding="consistent", beams=2).predict(*pairs)
     for g, c in zip(greedy, consistent, strict=True):
         assert g.consistency is not None and g.candidates is None
@@ -252,3 +252,13 @@ def test_semcc_evaluate_scores_claims_against_the_truth(synth_root: Path, tmp_pa
     assert "## What the captions claim" in (report / "report.md").read_text()
     assert main([*args[:6], "--no-meteor", "--truth", str(tmp_path)]) == 1
     assert "--truth" in capsys.readouterr().err
+
+
+def test_decoding_options_are_checked() -> None:
+    from semcc.tasks.evaluator import EvalConfig
+
+    with pytest.raises(ValueError, match="evaluation.decoding"):
+        EvalConfig(decoding="best")
+    with pytest.raises(ValueError, match="evaluation.beams"):
+        EvalConfig(beams=0)
+    assert {"decoding", "beams"} <= set(EvalConfig.STORED)  # Predictor and semcc caption default to the run's

@@ -41,9 +41,9 @@ import torch.nn.functional as F
 import yaml
 
 from semcc.data.inputs import ImageInput, InputImageError, image_name, load_pair, mask_to_png, to_rgb
-from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, MCI_CLASSES, Normalizer
+from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, Normalizer
 from semcc.data.text import INSTRUCTIONS
-from semcc.metrics.consistency import ConsistencyReport, check_consistency, consistency_rank
+from semcc.metrics.consistency import ConsistencyReport, check_consistency, choose_consistent, mask_class_names
 from semcc.metrics.truth import summarize_mask
 from semcc.models.cd_head import class_mask
 from semcc.models.semantic_cc import SemanticCC
@@ -228,8 +228,9 @@ class Predictor:
             ``"consistent"``: consistency-aware decoding (beyond the paper; issue 13). The candidates are the greedy
             caption and, for every instruction, its ``beams`` best beam-search captions; the one with the fewest
             disagreements with the pair's predicted mask wins (:func:`semcc.metrics.consistency.consistency_rank`;
-            ties keep the greedy caption). Costs a second caption pass.
-        beams: beams per instruction for ``decoding="consistent"``.
+            ties keep the greedy caption). Costs a second caption pass. Default: the task's setting
+            (``model.evaluation.decoding``), else greedy.
+        beams: beams per instruction for ``decoding="consistent"`` (default: the task's, else 2).
     """
 
     def __init__(
@@ -245,14 +246,16 @@ class Predictor:
         weight: Literal["cosine", "flat"] = "cosine",
         instructions: Sequence[str] | None = None,
         ensemble: bool | None = None,
-        decoding: Literal["greedy", "consistent"] = "greedy",
-        beams: int = 2,
+        decoding: Literal["greedy", "consistent"] | None = None,
+        beams: int | None = None,
     ) -> None:
         model = getattr(task_or_model, "model", task_or_model)
         if not isinstance(model, SemanticCC):
             raise TypeError(f"expected a SemanticCCTask or a SemanticCC, got {type(task_or_model).__name__}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        decoding = decoding or _task_setting(task_or_model, "decoding") or "greedy"
+        beams = beams if beams is not None else (_task_setting(task_or_model, "beams") or 2)
         if decoding not in ("greedy", "consistent"):
             raise ValueError(f"decoding must be 'greedy' or 'consistent', got {decoding!r}")
         if beams < 1:
@@ -298,14 +301,9 @@ class Predictor:
 
     @property
     def mask_classes(self) -> dict[int, str]:
-        """What the mask's values mean for the consistency report: ``{1: "change"}`` for a binary model, the
-        LEVIR-MCI classes (``{1: "road", 2: "building"}``) for a three-class one, ``class{i}`` otherwise."""
-        k = self.num_classes
-        if k <= 2:
-            return {1: "change"}
-        if k == len(MCI_CLASSES):
-            return {i: c for i, c in enumerate(MCI_CLASSES) if i}
-        return {i: f"class{i}" for i in range(1, k)}
+        """What the mask's values mean for the consistency report (:func:`semcc.metrics.consistency.
+        mask_class_names`): ``{1: "change"}`` for a binary model, ``{1: "road", 2: "building"}`` for LEVIR-MCI."""
+        return mask_class_names(self.num_classes)
 
     def _resized(self, x: torch.Tensor) -> torch.Tensor:
         s = self.input_size
@@ -367,7 +365,7 @@ class Predictor:
             more = self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
                                                  max_new_tokens=self.max_new_tokens, beams=self.beams)
             for i, extra in enumerate(more):
-                candidates[i] = list(dict.fromkeys([captions[i], *extra]))  # the greedy caption first, no repeats
+                candidates[i] = extra
         return list(zip(captions, mask_logits, candidates, strict=True))
 
     def _result(
@@ -380,12 +378,11 @@ class Predictor:
         logit = logit.float().cpu()
         result.mask = class_mask(logit).numpy().astype(np.uint8)
         if caption is not None:
-            summary = summarize_mask(result.mask, self.mask_classes)
-            if candidates:
-                order = consistency_rank(candidates, summary)
-                result.candidates = [candidates[i] for i in order]
-                result.caption = result.candidates[0]
-            result.consistency = check_consistency(result.caption or "", summary)
+            if candidates is not None:
+                result.caption, result.candidates = choose_consistent(caption, candidates, result.mask,
+                                                                      self.mask_classes)
+            result.consistency = check_consistency(result.caption or "", summarize_mask(result.mask,
+                                                                                        self.mask_classes))
         if probability:
             prob = torch.sigmoid(logit[0]) if logit.shape[0] == 1 else 1 - torch.softmax(logit, 0)[0]
             result.probability = prob.numpy().astype(np.float32)

@@ -33,10 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="windows per forward of the sliding window")
     p.add_argument("--overlap", type=float, default=0.25, help="overlap of the sliding windows, in [0, 1)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="caption length limit (default: the run's)")
-    p.add_argument("--decoding", choices=("greedy", "consistent"), default="greedy",
-                   help="greedy (default) or consistent: among the greedy caption and each instruction's beams, the "
-                   "caption most consistent with the predicted mask")
-    p.add_argument("--beams", type=int, default=2, help="beams per instruction for --decoding consistent")
+    p.add_argument("--decoding", choices=("greedy", "consistent"), default=None,
+                   help="greedy, or consistent: among the greedy caption and each instruction's beams, the caption "
+                   "most consistent with the predicted mask (default: the run's model.evaluation.decoding)")
+    p.add_argument("--beams", type=int, default=None,
+                   help="beams per instruction for --decoding consistent (default: the run's, else 2)")
     return p
 
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         for note in result.consistency.disagreements:
             print(f"disagreement: {note}")
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
-              "decoding": args.decoding}
+              "decoding": predictor.decoding}
     json_path = args.out / f"{name}.json"
     tmp = json_path.with_name(f".{json_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

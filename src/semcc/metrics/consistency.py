@@ -23,11 +23,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from semcc.data.levir import MCI_CLASSES
 from semcc.metrics.claim_scores import _class_counts, _class_places, _counts_agree, _places_agree
 from semcc.metrics.semantic import CaptionClaim, parse_caption
-from semcc.metrics.truth import MaskSummary, RegionSummary
+from semcc.metrics.truth import MaskSummary, RegionSummary, summarize_mask
 
-__all__ = ["ConsistencyReport", "check_consistency", "claim_to_dict", "consistency_rank"]
+__all__ = [
+    "ConsistencyReport",
+    "check_consistency",
+    "choose_consistent",
+    "claim_to_dict",
+    "consistency_rank",
+    "mask_class_names",
+]
 
 #: Claim classes whose changed pixels a change mask marks (what a caption's count and place can be checked on).
 MASKED_CLASSES = frozenset({"building", "road"})
@@ -159,3 +169,25 @@ def consistency_rank(candidates: Sequence[str], mask: MaskSummary) -> list[int]:
     reports = [check_consistency(c, mask) for c in candidates]
     key = [(len(r.disagreements), -(r.checks - len(r.disagreements)), i) for i, r in enumerate(reports)]
     return sorted(range(len(candidates)), key=lambda i: key[i])
+
+
+def mask_class_names(num_classes: int) -> dict[int, str]:
+    """What a CD head's mask values mean for the report: ``{1: "change"}`` for a binary head (1 or 2 classes), the
+    LEVIR-MCI classes (``{1: "road", 2: "building"}``) for a three-class one, ``class{i}`` otherwise."""
+    if num_classes <= 2:
+        return {1: "change"}
+    if num_classes == len(MCI_CLASSES):
+        return {i: c for i, c in enumerate(MCI_CLASSES) if i}
+    return {i: f"class{i}" for i in range(1, num_classes)}
+
+
+def choose_consistent(
+    first: str, candidates: Sequence[str], mask: np.ndarray, classes: Mapping[int, str]
+) -> tuple[str, list[str]]:
+    """Consistency-aware decoding for one pair: ``(chosen caption, candidates ranked)``. The candidates are ``first``
+    (the greedy caption, which wins ties) and ``candidates`` without repeats; ``mask`` is the pair's predicted class
+    mask, whose values ``classes`` names (:func:`mask_class_names`)."""
+    pool = list(dict.fromkeys([first, *candidates]))
+    summary = summarize_mask(mask, classes)
+    ranked = [pool[i] for i in consistency_rank(pool, summary)]
+    return ranked[0], ranked

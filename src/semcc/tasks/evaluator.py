@@ -44,6 +44,11 @@ class EvalConfig:
         meteor: compute METEOR (needs Java).
         write_report: after ``trainer.test``, write ``metrics.json``, ``report.md`` and ``captions.json`` to the
             run folder (:mod:`semcc.metrics.report`).
+        decoding: ``greedy`` (the paper's) or ``consistent``: consistency-aware decoding (issue 13, beyond the
+            paper), the caption among the greedy one and each instruction's ``beams`` best beams that agrees best
+            with the pair's predicted mask (:func:`semcc.metrics.consistency.choose_consistent`); pairs without a
+            CD head's mask keep the greedy caption. ``semcc caption`` and ``Predictor`` default to the run's value.
+        beams: beams per instruction for ``decoding="consistent"``.
     """
 
     max_new_tokens: int = 32
@@ -53,10 +58,18 @@ class EvalConfig:
     caption_tokenization: str = "simple"
     meteor: bool = True
     write_report: bool = True
+    decoding: str = "greedy"
+    beams: int = 2
+
+    def __post_init__(self) -> None:
+        if self.decoding not in ("greedy", "consistent"):
+            raise ValueError(f"evaluation.decoding must be 'greedy' or 'consistent', got {self.decoding!r}")
+        if self.beams < 1:
+            raise ValueError(f"evaluation.beams must be >= 1, got {self.beams}")
 
     #: What a checkpoint keeps of the evaluation settings (the others are options of each run, so that, say,
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
-    STORED = ("max_new_tokens", "ensemble", "log_samples")
+    STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams")
 
 
 class Evaluator(nn.Module):

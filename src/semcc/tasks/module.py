@@ -27,6 +27,7 @@ import lightning as L
 import torch
 
 from semcc.data.text import INSTRUCTIONS, NO_CHANGE_SENTENCES, is_no_change
+from semcc.metrics.consistency import choose_consistent, mask_class_names
 from semcc.metrics.report import write_report
 from semcc.models.cd_head import class_mask
 from semcc.models.semantic_cc import SemanticCC
@@ -228,13 +229,25 @@ class SemanticCCTask(L.LightningModule):
 
     # -------------------------------------------------------------------------------------- evaluation
     def predict_pairs(self, batch: dict) -> tuple[torch.Tensor | None, list[str] | None]:
-        """Mask logits and greedy captions of ``batch`` from one encoder pass (the ensemble when configured)."""
+        """Mask logits and greedy captions of ``batch`` from one encoder pass (the ensemble when configured); with
+        ``evaluation.decoding="consistent"`` each caption is the candidate that agrees best with its pair's mask
+        (:func:`semcc.metrics.consistency.choose_consistent`, a second caption pass)."""
         bs, ensemble = batch["image_a"].shape[0], self.evaluation.ensemble
-        return self.model.predict(
+        mask_logits, captions = self.model.predict(
             batch["image_a"], batch["image_b"],
             instructions=self.instructions if ensemble else [self.instructions[0]] * bs,
             max_new_tokens=self.evaluation.max_new_tokens, ensemble=ensemble,
         )
+        if self.evaluation.decoding == "consistent" and mask_logits is not None and captions is not None:
+            candidates = self.model.caption_candidates(
+                batch["image_a"], batch["image_b"], instructions=self.instructions,
+                max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams,
+            )
+            masks = class_mask(mask_logits).cpu().numpy()
+            classes = mask_class_names(max(2, self.model.cd_head.num_classes))
+            captions = [choose_consistent(c, more, m, classes)[0]
+                        for c, more, m in zip(captions, candidates, masks, strict=True)]
+        return mask_logits, captions
 
     def _eval_step(self, batch: dict, stage: str) -> None:
         captions = None
