@@ -33,7 +33,8 @@ def test_help_lists_every_command_once(capsys) -> None:
     lines = [line.split(maxsplit=1) for line in out.splitlines() if line.startswith("  ")]
     assert [name for name, _ in lines] == list(COMMANDS)
     assert [help_ for _, help_ in lines] == [c.help for c in COMMANDS.values()]
-    expected = {"fit", "validate", "test", "predict", "caption", "figure", "evaluate", "synth", "shape-files"}
+    expected = {"fit", "validate", "test", "predict", "caption", "figure", "evaluate", "synth", "dataset",
+                "shape-files"}
     assert set(COMMANDS) == expected
     for name, command in COMMANDS.items():  # every row names a module that implements it
         module = command.load()

@@ -257,8 +257,8 @@ def test_semcc_evaluate_scores_claims_against_the_truth(synth_root: Path, tmp_pa
 def test_decoding_options_are_checked() -> None:
     from semcc.tasks.evaluator import EvalConfig
 
-    with pytest.raises(ValueError, match="evaluation.decoding"):
+    with pytest.raises(ValueError, match=r"evaluation\.decoding"):
         EvalConfig(decoding="best")
-    with pytest.raises(ValueError, match="evaluation.beams"):
+    with pytest.raises(ValueError, match=r"evaluation\.beams"):
         EvalConfig(beams=0)
     assert {"decoding", "beams"} <= set(EvalConfig.STORED)  # Predictor and semcc caption default to the run's

@@ -55,11 +55,12 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def read_label(path: Path) -> np.ndarray:
-    """Read a label as ``uint8 [H, W]``: the single channel or channel 0 of a multi-channel file."""
+    """Read a label as ``uint8 [H, W]``: the single channel or channel 0 of a multi-channel file (a 1-bit image
+    as 0 / 255)."""
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.array(im)
+            arr = np.array(im.convert("L") if im.mode == "1" else im)
     except FileNotFoundError:
         raise LevirDataError(f"{path}: label file is missing") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:

@@ -158,7 +158,10 @@ class Evaluator(nn.Module):
             semantic = self._semantic(stage, captions, changed_caption, datamodule)
             if semantic is not None:
                 results["semantic_truth"], results["semantic"] = semantic
-                logs.update({f"{stage}/sem_{k}": semantic[1]["model"][k] for k in SEMANTIC_COLUMNS})
+                prefixes = {"model": "sem_", "references": "sem_references_", "constant": "sem_floor_constant_",
+                            "oracle_constant": "sem_floor_oracle_constant_"}
+                for system, scores in semantic[1].items():
+                    logs.update({f"{stage}/{prefixes[system]}{k}": scores[k] for k in SEMANTIC_COLUMNS})
         scorer.reset()
         return logs, results, captions
 
