@@ -220,15 +220,22 @@ def mib(n_bytes: int) -> float:
 
 # ------------------------------------------------------------------------------------------------ scoring
 def score_predictor(
-    predictor: Any, cc_root: Path, split: str = "test", *, mask_mode: str = "building", meteor: bool = False
+    predictor: Any,
+    cc_root: Path,
+    split: str = "test",
+    *,
+    mask_mode: str = "building",
+    min_share: float | None = None,
+    meteor: bool = False,
 ) -> dict[str, Any]:
     """Run ``predictor`` (:class:`semcc.inference.Predictor`) on every pair of ``split`` of a LEVIR-CC-layout
     folder with LEVIR-MCI labels and score it as a user would check a checkpoint (issue 13).
 
-    Returns: ``cd_f1`` (pixels pooled over the split; target ``label == 255`` for ``mask_mode="building"``, any
-    change for ``"change"``), ``change_accuracy`` (captions right about change vs no change),
-    ``false_change_caption`` / ``false_change_mask`` (unchanged pairs captioned as changed / whose mask marks at
-    least :data:`semcc.metrics.truth.MASK_CHANGE_SHARE` of the pixels), the caption scores of
+    Returns: ``cd_f1`` (torchmetrics through :mod:`semcc.metrics.detection`, pixels pooled over the split; target
+    ``label == 255`` for ``mask_mode="building"``, as ``semcc test`` scores tiny, any change for ``"change"``),
+    ``change_accuracy`` (captions right about change vs no change), ``false_change_caption`` /
+    ``false_change_mask`` (unchanged pairs captioned as changed / whose mask marks at least ``min_share``,
+    default :data:`semcc.metrics.truth.MASK_CHANGE_SHARE`, of the pixels), ``unchanged_pairs``, the caption scores of
     :func:`semcc.metrics.captioning.score_split` (``cider``, ``change_cider``, ``change_bleu_4``...), the semantic
     scores (:func:`semcc.metrics.claim_scores.semantic_scores` against :func:`semcc.metrics.truth.load_truth`),
     ``consistent_share`` (pairs whose caption agrees with their own mask), ``pairs``, ``seconds`` and
@@ -241,13 +248,16 @@ def score_predictor(
     from semcc.data.text import is_no_change
     from semcc.metrics.captioning import score_split
     from semcc.metrics.claim_scores import semantic_scores
+    from semcc.metrics.detection import detection_metrics
     from semcc.metrics.truth import MASK_CHANGE_SHARE, load_truth
+
+    min_share = MASK_CHANGE_SHARE if min_share is None else min_share
 
     entries = [e for e in load_levir_cc_captions(cc_root / "LevirCCcaptions.json") if e["split"] == split]
     refs = {e["filename"]: [sentence_text(s) for s in e["sentences"]] for e in entries}
     folder = cc_root / "images" / split
     names = sorted(refs)
-    tp = fp = fn = 0
+    cd = detection_metrics(1)
     captions: dict[str, str] = {}
     false_caption = false_mask = unchanged = consistent = 0
     start = time.perf_counter()
@@ -259,18 +269,16 @@ def score_predictor(
             label = read_label(folder / "label" / name)
             target = label == 255 if mask_mode == "building" else label > 0
             pred = result.mask > 0
-            tp += int((pred & target).sum())
-            fp += int((pred & ~target).sum())
-            fn += int((~pred & target).sum())
+            cd.update(torch.from_numpy(pred.ravel()).long(), torch.from_numpy(target.ravel()).long())
             captions[name] = result.caption
             consistent += int(result.consistency is not None and result.consistency.consistent)
             if all(is_no_change(r) for r in refs[name]):
                 unchanged += 1
                 false_caption += int(not is_no_change(result.caption))
-                false_mask += int(pred.mean() >= MASK_CHANGE_SHARE)
+                false_mask += int(pred.mean() >= min_share)
     seconds = time.perf_counter() - start
-    out: dict[str, Any] = {"pairs": len(names), "seconds": seconds,
-                           "cd_f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")}
+    out: dict[str, Any] = {"pairs": len(names), "unchanged_pairs": unchanged, "seconds": seconds,
+                           "cd_f1": float(cd.compute()["f1"])}
     out.update(score_split(captions, refs, meteor=meteor))
     out["false_change_caption"] = false_caption / unchanged if unchanged else float("nan")
     out["false_change_mask"] = false_mask / unchanged if unchanged else float("nan")

@@ -145,6 +145,16 @@ def _parse_error_message(message: str, args: Sequence[str]) -> str:
     return f"{file}: {message}" if file else message
 
 
+def _option_group_error(message: str) -> str | None:
+    """The option group's own errors in jsonargparse's "no Union subtype" error (``group | None`` options), on
+    one line; ``None`` for any other error."""
+    if not message.startswith("Does not validate against any of the Union subtypes"):
+        return None
+    errors = [line.strip()[2:] for line in message.splitlines()
+              if line.strip().startswith("- ") and "Expected a <class 'NoneType'>" not in line]
+    return "; ".join(" ".join(e.split()) for e in errors) or None
+
+
 class SemanticCCCLI(LightningCLI):
     """LightningCLI with semcc's links between the task, the model and the data."""
 
@@ -161,8 +171,16 @@ class SemanticCCCLI(LightningCLI):
             check_ckpt_path(self.config[subcommand].get("ckpt_path"))
 
     def instantiate_classes(self) -> None:
-        """Instantiate, then hand the run's configuration (YAML) to the task, which stores it in checkpoints."""
-        super().instantiate_classes()
+        """Instantiate, then hand the run's configuration (YAML) to the task, which stores it in checkpoints.
+
+        A typed option group that refuses its values (its ``__post_init__``, e.g. ``--data.augment.haze 1.5``) is
+        one line (:class:`~semcc.commands.CommandError`), not jsonargparse's traceback."""
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            if (message := _option_group_error(str(err))) is None:
+                raise
+            raise CommandError(message) from None
         sub = self.subcommand
         config = self.config.get(str(sub), self.config) if sub else self.config
         parser = self._parser(sub) if sub else self.parser

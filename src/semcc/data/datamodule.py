@@ -15,10 +15,12 @@ a file lock makes concurrent processes, e.g. DDP ranks, wait for one generator).
 
 Batches are :class:`ChangeBatch` dictionaries of any size: ``image_a``/``image_b`` ``[B, 3, H, W]``,
 ``mask`` ``[B, H, W]`` where the source has masks, ``captions`` (all references of each pair),
-``name``, ``changed`` ``[B]`` bool and ``source``.
+``name``, ``changed`` ``[B]`` bool and ``source``; with ``augment``, training batches also carry ``transient``
+``[B]`` bool (a one-off augmented pair, which the frozen-feature cache encodes without keeping).
 
 The options beyond the roots, ``synth``, ``sources``, ``batch_size``, ``tokenizer_dir`` and ``strategy`` are
-grouped in small typed configs (:mod:`semcc.data.options`): ``eval_data``, ``loader``, ``cd``, ``phases``.
+grouped in small typed configs (:mod:`semcc.data.options`): ``eval_data``, ``loader``, ``cd``, ``phases``,
+``augment`` (look-alike change augmentations of the training pairs, :mod:`semcc.data.augment`; beyond the paper).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from semcc.data.augment import PairAugment
 from semcc.data.folder import PairFolderDataset
 from semcc.data.levir import (
     ChangeSample,
@@ -45,7 +48,7 @@ from semcc.data.levir import (
     load_levir_cc_captions,
     sentence_text,
 )
-from semcc.data.options import CDCropConfig, EvalDataConfig, LoaderConfig, PhaseConfig, Source
+from semcc.data.options import AugmentConfig, CDCropConfig, EvalDataConfig, LoaderConfig, PhaseConfig, Source
 from semcc.data.sampler import MultiSourceDataset, PhaseBatchSampler
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir, is_generated
 from semcc.data.text import build_word_tokenizer, most_frequent_changed_caption
@@ -54,6 +57,7 @@ from semcc.strategies import SOURCES, phases_for
 __all__ = [
     "SOURCES",
     "TOKENIZER_STAMP",
+    "AugmentConfig",
     "CDCropConfig",
     "ChangeBatch",
     "EvalDataConfig",
@@ -78,6 +82,7 @@ class ChangeBatch(TypedDict):
     changed: torch.Tensor
     source: str
     phase: NotRequired[str]
+    transient: NotRequired[torch.Tensor]
 
 
 def collate_change_samples(samples: Sequence[ChangeSample], source: str = "") -> ChangeBatch:
@@ -102,6 +107,8 @@ def collate_change_samples(samples: Sequence[ChangeSample], source: str = "") ->
     )
     if all(with_mask):
         batch["mask"] = torch.stack([s["mask"] for s in samples])
+    if any("transient" in s for s in samples):
+        batch["transient"] = torch.tensor([bool(s.get("transient", False)) for s in samples])
     if "phase" in first:
         batch["phase"] = str(first["phase"])
     return batch
@@ -151,6 +158,8 @@ class SemanticCCDataModule(L.LightningDataModule):
             ``samples_per_tile``, ``flip``, ``positive_fraction``, ``cache_images``).
         phases: how the training loader draws the phases (:class:`~semcc.data.options.PhaseConfig`: ``seed``,
             ``repeats``, ``allow_missing``).
+        augment: look-alike change augmentations of the training pairs (:class:`~semcc.data.options.AugmentConfig`:
+            ``enabled``, ``sources``, ``p``, one strength per nuisance, ``views``); training splits only.
     """
 
     def __init__(
@@ -169,8 +178,11 @@ class SemanticCCDataModule(L.LightningDataModule):
         loader: LoaderConfig | None = None,
         cd: CDCropConfig | None = None,
         phases: PhaseConfig | None = None,
+        augment: AugmentConfig | None = None,
     ) -> None:
         super().__init__()
+        self.augment = augment if augment is not None else AugmentConfig()
+        self._pair_augment: PairAugment | None = None
         self.eval_data = eval_data if eval_data is not None else EvalDataConfig()
         self.loader = loader if loader is not None else LoaderConfig()
         self.cd = cd if cd is not None else CDCropConfig()
@@ -214,7 +226,8 @@ class SemanticCCDataModule(L.LightningDataModule):
         self._changed_caption: str | None = None
         self._truths: dict[str, dict[str, Any]] = {}
         self._datasets: dict[tuple[str, str], Dataset] = {}
-        groups = {"eval_data": self.eval_data, "loader": self.loader, "cd": self.cd, "phases": self.phases}
+        groups = {"eval_data": self.eval_data, "loader": self.loader, "cd": self.cd, "phases": self.phases,
+                  "augment": self.augment}
         # The roots as resolved above; the option groups as plain mappings (as in YAML).
         self.save_hyperparameters({
             "cc_root": cc_root, "cd_root": cd_root, "joint_root": joint_root, "synth_root": synth_root,
@@ -322,13 +335,14 @@ class SemanticCCDataModule(L.LightningDataModule):
             self.ensure_data()
             loader, cd = self.loader, self.cd
             root, norm = self.roots[source], {"mean": tuple(loader.mean), "std": tuple(loader.std)}
+            augment = self._augmenter(source, split)
             if source == "folder":
                 ds: Dataset = PairFolderDataset(root, size=cd.crop_size, **norm)
             elif source == "cc":
-                ds = LevirCCDataset(root, split, cache_images=loader.cache_images, **norm)
+                ds = LevirCCDataset(root, split, cache_images=loader.cache_images, augment=augment, **norm)
             elif source == "joint":
                 ds = LevirMCIDataset(root, split, mask_mode=loader.joint_mask_mode, cache_images=loader.cache_images,
-                                     **norm)
+                                     augment=augment, **norm)
             else:
                 train = split == "train"
                 ds = LevirCDDataset(
@@ -340,10 +354,22 @@ class SemanticCCDataModule(L.LightningDataModule):
                     flip=cd.flip and train,
                     positive_fraction=cd.positive_fraction if train else 0.0,
                     cache_images=cd.cache_images,
+                    augment=augment,
                     **norm,
                 )
             self._datasets[key] = ds
         return self._datasets[key]
+
+    def _augmenter(self, source: str, split: str) -> PairAugment | None:
+        """The training augmentation of ``source`` (one, shared by the sources, so that a pair read by ``cc`` and
+        ``joint`` has the same views); ``None`` off the training split, for other sources, or when disabled."""
+        config = self.augment
+        wanted = config.sources if config.sources is not None else SOURCES
+        if not config.enabled or split != "train" or source not in wanted:
+            return None
+        if self._pair_augment is None:
+            self._pair_augment = PairAugment(config, self.loader.mean, self.loader.std)
+        return self._pair_augment
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"],

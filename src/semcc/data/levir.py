@@ -81,9 +81,14 @@ class ChangeSample(TypedDict):
     captions: list[str]
     name: str
     changed: bool
+    transient: NotRequired[bool]
 
 
 _T = TypeVar("_T")
+
+#: A training augmentation (:class:`semcc.data.augment.PairAugment`): ``(a, b, key)`` -> the normalised pair and
+#: whether its draw was a one-off (``transient``: the frozen-feature cache must not keep it).
+PairAugmentFn = Callable[[np.ndarray, np.ndarray, "str | None"], tuple[torch.Tensor, torch.Tensor, bool]]
 
 
 def _cached(cache: dict[str, Any] | None, key: str, compute: Callable[[], _T]) -> _T:
@@ -159,6 +164,8 @@ class LevirCCDataset(Dataset[ChangeSample]):
         names: keep only these file names (e.g. the pairs that have images on disk).
         cache_images: keep the decoded images (``uint8``, and labels for LEVIR-MCI) in memory after the first
             read, per process: for small data sets read many times (several epochs, repeated phases).
+        augment: look-alike change augmentation of each read pair (:class:`semcc.data.augment.PairAugment`, keyed
+            by the pair's file name; samples then carry ``transient``); training splits only.
     """
 
     has_mask = False
@@ -173,8 +180,10 @@ class LevirCCDataset(Dataset[ChangeSample]):
         std: Sequence[float] = LEVIR_CC_STD,
         names: Sequence[str] | None = None,
         cache_images: bool = False,
+        augment: PairAugmentFn | None = None,
     ) -> None:
         self.root = Path(root)
+        self.augment = augment
         self.cache_images = cache_images
         self._cache: dict[str, Any] | None = {} if cache_images else None
         self.split = split
@@ -227,8 +236,12 @@ class LevirCCDataset(Dataset[ChangeSample]):
         entry = self.entries[index]
         a, b = self._load_pair(entry)
         captions = self.captions(index)
-        image_a, image_b = self.normalize(a), self.normalize(b)
-        return ChangeSample(
+        transient = None
+        if self.augment is not None:
+            image_a, image_b, transient = self.augment(a, b, str(entry["filename"]))
+        else:
+            image_a, image_b = self.normalize(a), self.normalize(b)
+        sample = ChangeSample(
             image_a=image_a,
             image_b=image_b,
             image=torch.stack([image_a, image_b]),
@@ -236,6 +249,9 @@ class LevirCCDataset(Dataset[ChangeSample]):
             name=str(entry["filename"]),
             changed=not all(is_no_change(c) for c in captions),
         )
+        if transient is not None:
+            sample["transient"] = transient
+        return sample
 
 
 class LevirMCIDataset(LevirCCDataset):
@@ -263,12 +279,13 @@ class LevirMCIDataset(LevirCCDataset):
         std: Sequence[float] = LEVIR_CC_STD,
         names: Sequence[str] | None = None,
         cache_images: bool = False,
+        augment: PairAugmentFn | None = None,
     ) -> None:
         if mask_mode not in ("classes", "change", "building"):
             raise ValueError(f"mask_mode must be 'classes', 'change' or 'building', got {mask_mode!r}")
         self.mask_mode = mask_mode
         super().__init__(root, split, captions_file=captions_file, mean=mean, std=std, names=names,
-                         cache_images=cache_images)
+                         cache_images=cache_images, augment=augment)
 
     @property
     def num_classes(self) -> int:
@@ -320,6 +337,8 @@ class LevirCDDataset(Dataset[ChangeSample]):
     ``positive_fraction`` (random mode): the share of crops placed around a changed pixel drawn uniformly
     from the tile's changed pixels (the rest are uniform; a tile without change always gets a uniform
     crop), which raises the share of change pixels seen in training where change is sparse.
+    ``augment`` (training): look-alike change augmentation of each crop after cropping and flipping
+    (:class:`semcc.data.augment.PairAugment`; a crop is always a one-off draw, ``transient``).
     """
 
     has_mask = True
@@ -338,12 +357,14 @@ class LevirCDDataset(Dataset[ChangeSample]):
         std: Sequence[float] = LEVIR_CC_STD,
         cache_images: bool = False,
         positive_fraction: float = 0.0,
+        augment: PairAugmentFn | None = None,
     ) -> None:
         if mode not in ("random", "grid"):
             raise ValueError(f"mode must be 'random' or 'grid', got {mode!r}")
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
         self.positive_fraction = positive_fraction
+        self.augment = augment
         self.root = Path(root)
         if not self.root.is_dir():
             raise LevirDataError(f"{self.root}: LEVIR-CD root folder is missing")
@@ -436,9 +457,13 @@ class LevirCDDataset(Dataset[ChangeSample]):
                 a, b, label = a[:, ::-1], b[:, ::-1], label[:, ::-1]
             if torch.rand(()) < 0.5:
                 a, b, label = a[::-1], b[::-1], label[::-1]
-        image_a, image_b = self.normalize(a), self.normalize(b)
+        transient = None
+        if self.augment is not None:
+            image_a, image_b, transient = self.augment(a, b, None)
+        else:
+            image_a, image_b = self.normalize(a), self.normalize(b)
         mask = torch.from_numpy(np.ascontiguousarray(label > 0)).long()
-        return ChangeSample(
+        sample = ChangeSample(
             image_a=image_a,
             image_b=image_b,
             image=torch.stack([image_a, image_b]),
@@ -447,6 +472,9 @@ class LevirCDDataset(Dataset[ChangeSample]):
             name=sample_name,
             changed=bool(mask.any()),
         )
+        if transient is not None:
+            sample["transient"] = transient
+        return sample
 
 
 def _grid_starts(length: int, crop: int) -> list[int]:

@@ -10,8 +10,9 @@ The data module keeps the options most runs set at its top level (the roots, ``s
       loader: {num_workers: 4, cache_images: true}
       cd: {crop_size: 256, samples_per_tile: 160, positive_fraction: 0.5}
       phases: {repeats: {cc: 8, joint: 2}}
+      augment: {enabled: true, views: 2}
 
-and on the command line ``--data.cd.crop_size 64``. A group left out takes its defaults.
+and on the command line ``--data.cd.crop_size 64`` or ``--data.augment.haze 0.3``. A group left out takes its defaults.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Literal
 from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD
 from semcc.strategies import SOURCES
 
-__all__ = ["CDCropConfig", "EvalDataConfig", "LoaderConfig", "PhaseConfig", "Source"]
+__all__ = ["AugmentConfig", "CDCropConfig", "EvalDataConfig", "LoaderConfig", "PhaseConfig", "Source"]
 
 #: A data source (:data:`semcc.strategies.SOURCES`): LEVIR-CD (D_cd), LEVIR-CC (D_cc), LEVIR-MCI (D_cd-cc).
 Source = Literal["cd", "cc", "joint"]
@@ -113,3 +114,71 @@ class PhaseConfig:
     def __post_init__(self) -> None:
         if unknown := [s for s in self.repeats if s not in SOURCES]:
             raise ValueError(f"phases.repeats has unknown sources {unknown}; choose from {list(SOURCES)}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Look-alike (non-)change augmentations of the training pairs (:mod:`semcc.data.augment`; beyond the paper:
+    issue 13, "3. Robustness to look-alike changes").
+
+    The two dates of a pair get independent draws of illumination, colour shift, season, haze, misregistration
+    (one date shifted) and sensor noise; masks and captions are kept, so the model learns that these are not
+    changes. Applied to the training split of ``sources`` only (validation, test and prediction read the pairs as
+    they are), on top of the nuisance SynthLEVIR renders itself (``synth.nuisance``). Off by default (the paper
+    has none); ``configs/tiny.yaml`` turns it on with these default strengths: gain, colour shift, tint and noise
+    about as SynthLEVIR renders them at ``nuisance`` 1 (twice tiny's 0.5), misregistration up to 2 px (as it renders
+    from 0.75 on), plus haze, which SynthLEVIR does not render.
+
+    The frozen-feature cache (``model.cache_frozen_features``, :mod:`semcc.tasks.feature_cache`), which keeps the
+    encoder's output per pair while phases ii and iii leave the encoder frozen, recognises a pair by its name and
+    pixel sums. An augmented pair is never served the features of another version of itself, and augmentation
+    is never switched off for it: a one-off draw (``views: 0``, and every LEVIR-CD crop) is flagged
+    ``transient`` and encoded at every read without being stored; with ``views: N`` each LEVIR-CC / LEVIR-MCI
+    pair has N fixed augmented versions (seeded by its name and the view), one picked at random per read, which
+    the cache stores like any pair: the encoder then runs N times per pair and phase run instead of once, and
+    the cache holds N times the pairs. ``configs/tiny.yaml`` uses ``views: 2``: two versions of each pair
+    for its cached phases ii and iii, at one extra encoder pass per pair and epoch (a few percent of the fit).
+
+    Args:
+        enabled: apply the augmentations (default: off).
+        sources: the training sources augmented (default: every configured one of ``cd``, ``cc``, ``joint``).
+        p: probability that a nuisance is applied to a date (``shift``: to the pair), each drawn on its own.
+        illumination: brightness gain and contrast, each ``1 + U(-s, s)`` (in [0, 1)).
+        colour: per-channel gain ``1 + U(-s, s)`` and offset ``U(-s, s)`` on the 0-1 scale (in [0, 1)).
+        season: blend weight ``U(0, s)`` toward a dry yellow-brown or a green tone of the pixel's grey (in [0, 1]).
+        haze: blend weight ``U(0, s)`` toward a bright grey (in [0, 1]).
+        shift: misregistration, ONE date shifted by up to this many whole pixels per axis, edges replicated
+            (0 to 64).
+        noise: Gaussian noise of standard deviation ``U(0, s)`` on the 0-1 scale (in [0, 1]).
+        views: 0 (default): a fresh draw at every read; N > 0: N fixed augmented versions per LEVIR-CC /
+            LEVIR-MCI pair (LEVIR-CD crops are always fresh), so that the frozen-feature cache can keep them.
+    """
+
+    enabled: bool = False
+    sources: list[Source] | None = None
+    p: float = 0.5
+    illumination: float = 0.2
+    colour: float = 0.05
+    season: float = 0.3
+    haze: float = 0.3
+    shift: int = 2
+    noise: float = 0.03
+    views: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sources is not None and (unknown := [s for s in self.sources if s not in SOURCES]):
+            raise ValueError(f"augment.sources has unknown sources {unknown}; choose from {list(SOURCES)}")
+        bounds = {"p": (0.0, 1.0, True), "illumination": (0.0, 1.0, False), "colour": (0.0, 1.0, False),
+                  "season": (0.0, 1.0, True), "haze": (0.0, 1.0, True), "noise": (0.0, 1.0, True)}
+        for name, (low, high, closed) in bounds.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    low <= value <= high if closed else low <= value < high):
+                raise ValueError(f"augment.{name} must be a number in [{low:g}, {high:g}{']' if closed else ')'}, "
+                                 f"got {value!r}")
+        for name, high in (("shift", 64), ("views", None)):
+            value = getattr(self, name)
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if not whole or value < 0 or (high is not None and value > high):
+                limit = f"0 to {high}" if high is not None else "at least 0"
+                raise ValueError(f"augment.{name} must be a whole number, {limit}, got {value!r}")
