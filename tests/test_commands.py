@@ -34,7 +34,7 @@ def test_help_lists_every_command_once(capsys) -> None:
     assert [name for name, _ in lines] == list(COMMANDS)
     assert [help_ for _, help_ in lines] == [c.help for c in COMMANDS.values()]
     expected = {"fit", "validate", "test", "predict", "caption", "figure", "evaluate", "synth", "dataset",
-                "shape-files"}
+                "shape-files", "serve"}
     assert set(COMMANDS) == expected
     for name, command in COMMANDS.items():  # every row names a module that implements it
         module = command.load()

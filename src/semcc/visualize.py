@@ -2,6 +2,8 @@
 
 * :func:`overlay_figure`: before | after | the change mask drawn over *after* in a colour with alpha, the
   caption underneath (wrapped), as ``semcc caption`` writes it.
+* :func:`mask_overlay`: the change mask drawn over *after* alone, at the image's size (the picture of
+  ``semcc serve``'s page, :mod:`semcc.serve`).
 * :func:`results_figure`: the paper's Fig. 9 layout for N pairs of a split: rows of before, after, ground-
   truth mask (a blank "no GT mask" panel when there is none), predicted mask, with the ground-truth and
   predicted captions under each row. ``semcc figure`` (:mod:`semcc.commands.figure`) draws it from a
@@ -21,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from semcc.data.inputs import ImageInput, mask_to_png, to_rgb
 
-__all__ = ["MASK_COLORS", "FigureSample", "overlay_figure", "results_figure"]
+__all__ = ["MASK_COLORS", "FigureSample", "mask_overlay", "overlay_figure", "results_figure"]
 
 #: Overlay colour of mask class 1, 2, ... (class 0, "no change", is not drawn).
 MASK_COLORS: tuple[tuple[int, int, int], ...] = (
@@ -83,6 +85,12 @@ def _overlay(after: np.ndarray, mask: np.ndarray | None, alpha: float) -> np.nda
         sel = mask == cls
         out[sel] = (1 - alpha) * out[sel] + alpha * color
     return out.round().clip(0, 255).astype(np.uint8)
+
+
+def mask_overlay(after: ImageInput, mask: np.ndarray | None, *, alpha: float = 0.45) -> Image.Image:
+    """*after* with the class mask drawn over it, at *after*'s size: class c > 0 in ``MASK_COLORS[c - 1]`` with
+    opacity ``alpha`` (``mask`` of any size is resized nearest; ``None`` gives *after* plain)."""
+    return Image.fromarray(_overlay(to_rgb(after, "after"), mask, alpha))
 
 
 def _text_block(draw: ImageDraw.ImageDraw, xy: tuple[int, int], lines: Sequence[str], font, height: int) -> None:

@@ -3,7 +3,7 @@
 :data:`COMMANDS` maps each command name to the module of this package that implements it and a one-line help
 (``semcc --help`` prints the table, :func:`usage`). LightningCLI's ``fit``, ``validate``, ``test`` and
 ``predict`` go through :mod:`semcc.commands.lightning` (jsonargparse parses their options, the YAML configs);
-semcc's own commands (``caption``, ``figure``, ``evaluate``, ``synth``, ``dataset``, ``shape-files``) are one
+semcc's own commands (``caption``, ``figure``, ``evaluate``, ``synth``, ``dataset``, ``shape-files``, ``serve``) are one
 module each, with ``build_parser() -> argparse.ArgumentParser`` and ``run(args) -> int``. The library functions
 they call stay where they are (:mod:`semcc.inference`, :mod:`semcc.visualize`, :mod:`semcc.evaluate`, ...): a command
 module only reads options, calls them and prints.
@@ -71,6 +71,7 @@ COMMANDS: dict[str, Command] = {
     "synth": Command("synth", "generate the SynthLEVIR data set (and a preview picture)"),
     "dataset": Command("dataset", "build a LEVIR-CC data set from your pairs and captions (CSV, JSON Lines)"),
     "shape-files": Command("shape_files", "write random checkpoint files of the paper's parts in their real formats"),
+    "serve": Command("serve", "a local web page: upload a pair, see caption, mask and consistency (semcc[app])"),
 }
 
 
