@@ -54,6 +54,7 @@ __all__ = [
     "InputImageError",
     "PairPrediction",
     "Predictor",
+    "cd_window_logits",
     "check_device",
     "load_pair",
     "mask_to_png",
@@ -133,6 +134,17 @@ def window_weight(size: int, kind: Literal["cosine", "flat"] = "cosine") -> torc
 
 
 @torch.no_grad()
+def cd_window_logits(model: SemanticCC, image_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
+    """Mask logits (Eq. 6) of a batch of normalised windows at the model's input size: encoder, neck and CD head
+    (no caption), ``float32 [B, K, S, S]``. The forward of :func:`sliding_window_logits` and of
+    :func:`semcc.geo.caption_scene`'s strips."""
+    if model.cd_head is None:
+        raise ValueError("this model has no cd_head: it cannot predict change masks")
+    cd, _ = model.features(image_a, image_b)
+    return model.cd_head(*cd).float()
+
+
+@torch.no_grad()
 def sliding_window_logits(
     model: SemanticCC,
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
@@ -172,8 +184,7 @@ def sliding_window_logits(
         chunk = crops[start : start + batch_size]
         image_a = torch.stack([padded[i][0][:, t : t + window, x : x + window] for i, t, x in chunk]).to(device)
         image_b = torch.stack([padded[i][1][:, t : t + window, x : x + window] for i, t, x in chunk]).to(device)
-        cd, _ = model.features(image_a, image_b)
-        logits = model.cd_head(*cd).float()
+        logits = cd_window_logits(model, image_a, image_b)
         for (i, t, x), logit in zip(chunk, logits, strict=True):
             if acc[i] is None:
                 acc[i] = torch.zeros((logit.shape[0], *padded[i][0].shape[-2:]), device=device)

@@ -6,6 +6,11 @@ full size, :func:`semcc.data.inputs.mask_to_png`), ``<out>/<name>_overlay.png``
 their disagreements: :mod:`semcc.metrics.consistency`, issue 13), and prints the paths and any disagreement.
 ``--decoding consistent`` picks the candidate caption most consistent with the mask.
 The work is :class:`semcc.inference.Predictor`'s.
+
+A ``.tif`` / ``.tiff`` pair (either file) is a georeferenced scene of any size (issue 14): :func:`semcc.geo.
+caption_scene` writes ``<out>/<name>_mask.tif`` (same CRS and transform), ``<name>_changes.geojson`` (change
+polygons with areas and captions) and ``<name>_summary.json``, and the command prints the scene caption, the
+summary and the paths. ``--bands``, ``--resample``, ``--max-region-captions`` apply to such pairs only.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import argparse
 import json
 import os
 from pathlib import Path
+
+from semcc.commands import CommandError
 
 __all__ = ["build_parser", "run"]
 
@@ -38,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "most consistent with the predicted mask (default: the run's model.evaluation.decoding)")
     p.add_argument("--beams", type=int, default=None,
                    help="beams per instruction for --decoding consistent (default: the run's, else 2)")
+    geo = p.add_argument_group("GeoTIFF scenes (.tif/.tiff pairs, any size; needs pip install 'semcc[geo]')")
+    geo.add_argument("--bands", default=None,
+                     help="1-based bands read as red,green,blue, e.g. 3,2,1 (default: the RGB colour "
+                     "interpretation or descriptions, else the first three)")
+    geo.add_argument("--resample", action="store_true",
+                     help="warp the after raster onto the before raster's grid when CRS, transform or size differ")
+    geo.add_argument("--max-region-captions", type=int, default=None,
+                     help="caption the neighbourhood of this many of the largest change regions (default 20)")
     return p
 
 
@@ -49,6 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from semcc.visualize import overlay_figure
 
     check_device(args.device)
+    from semcc.geo import is_geo_path
+
+    if is_geo_path(args.before) or is_geo_path(args.after):
+        return _run_scene(args)
+    for option, value in (("--bands", args.bands), ("--resample", args.resample or None),
+                          ("--max-region-captions", args.max_region_captions)):
+        if value is not None:
+            raise CommandError(f"{option}: only for GeoTIFF pairs (.tif/.tiff), not {args.before.suffix} images")
     before, after = load_pair(args.before, args.after)  # input errors before the model is loaded
     predictor = Predictor.from_checkpoint(
         args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
@@ -76,4 +99,31 @@ def run(args: argparse.Namespace) -> int:
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, json_path)
     print(f"report: {json_path}")
+    return 0
+
+
+def _run_scene(args: argparse.Namespace) -> int:
+    """A GeoTIFF pair: checked before the model is loaded, then :func:`semcc.geo.caption_scene`."""
+    from semcc.geo import caption_scene, check_scene, parse_bands
+    from semcc.inference import Predictor
+
+    bands = parse_bands(args.bands) if args.bands is not None else None
+    max_captions = 20 if args.max_region_captions is None else args.max_region_captions
+    if max_captions < 0:
+        raise CommandError(f"--max-region-captions: must be 0 or more, got {max_captions}")
+    try:
+        check_scene(args.before, args.after, bands=bands, resample=args.resample)
+    except ImportError as err:
+        raise CommandError(f"{args.before}: {err}") from None
+    predictor = Predictor.from_checkpoint(
+        args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
+        max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
+    )
+    result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,
+                           max_region_captions=max_captions)
+    print(result.caption if result.caption is not None else "(this model has no caption head)")
+    print(f"summary: {result.summary['summary']}")
+    print(f"mask: {result.mask_path}")
+    print(f"changes: {result.geojson_path}")
+    print(f"report: {result.summary_path}")
     return 0
