@@ -389,11 +389,10 @@ class Predictor:
         logit = logit.float().cpu()
         result.mask = class_mask(logit).numpy().astype(np.uint8)
         if caption is not None:
+            summary = summarize_mask(result.mask, self.mask_classes)  # once: for the choice and the report
             if candidates is not None:
-                result.caption, result.candidates = choose_consistent(caption, candidates, result.mask,
-                                                                      self.mask_classes)
-            result.consistency = check_consistency(result.caption or "", summarize_mask(result.mask,
-                                                                                        self.mask_classes))
+                result.caption, result.candidates = choose_consistent(caption, candidates, summary)
+            result.consistency = check_consistency(result.caption or "", summary)
         if probability:
             prob = torch.sigmoid(logit[0]) if logit.shape[0] == 1 else 1 - torch.softmax(logit, 0)[0]
             result.probability = prob.numpy().astype(np.float32)

@@ -139,11 +139,11 @@ VAGUE_WORDS: frozenset[str] = frozenset((
 #: rules (:func:`semcc.data.synthetic.language.count_words`: 3-5 several / some, 6+ many), widened to 2 for
 #: "some" / "a few" / "multiple" as people use them; words not listed ("more", "all") are not scored.
 VAGUE_COUNTS: dict[str, tuple[int, int | None]] = {
-    **dict.fromkeys(("some", "several", "a number of", "various", "multiple", "a few", "few", "a few of"), (2, 5)),
+    **dict.fromkeys(("some", "a number of", "various", "multiple", "a few", "few", "a few of"), (2, 5)),
+    "several": (3, 5),
     **dict.fromkeys(("many", "lots of", "a lot of", "plenty of", "a large number of", "numerous", "dozens",
                      "countless", "massive", "large-scale", "lots", "plenty"), (6, None)),
 }
-VAGUE_COUNTS["several"] = (3, 5)
 
 #: Collective nouns followed by "of": the following object gets a vague count ("a row of", "two rows of").
 QUANTITY_NOUNS: frozenset[str] = frozenset(

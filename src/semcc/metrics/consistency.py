@@ -23,12 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from semcc.data.levir import MCI_CLASSES
 from semcc.metrics.claim_scores import _class_counts, _class_places, _counts_agree, _places_agree
 from semcc.metrics.semantic import CaptionClaim, parse_caption
-from semcc.metrics.truth import MaskSummary, RegionSummary, summarize_mask
+from semcc.metrics.truth import MaskSummary, RegionSummary
 
 __all__ = [
     "ConsistencyReport",
@@ -181,13 +179,10 @@ def mask_class_names(num_classes: int) -> dict[int, str]:
     return {i: f"class{i}" for i in range(1, num_classes)}
 
 
-def choose_consistent(
-    first: str, candidates: Sequence[str], mask: np.ndarray, classes: Mapping[int, str]
-) -> tuple[str, list[str]]:
+def choose_consistent(first: str, candidates: Sequence[str], mask: MaskSummary) -> tuple[str, list[str]]:
     """Consistency-aware decoding for one pair: ``(chosen caption, candidates ranked)``. The candidates are ``first``
-    (the greedy caption, which wins ties) and ``candidates`` without repeats; ``mask`` is the pair's predicted class
-    mask, whose values ``classes`` names (:func:`mask_class_names`)."""
+    (the greedy caption, which wins ties) and ``candidates`` without repeats; ``mask`` summarises the pair's
+    predicted mask (:func:`~semcc.metrics.truth.summarize_mask` with :func:`mask_class_names`)."""
     pool = list(dict.fromkeys([first, *candidates]))
-    summary = summarize_mask(mask, classes)
-    ranked = [pool[i] for i in consistency_rank(pool, summary)]
+    ranked = [pool[i] for i in consistency_rank(pool, mask)]
     return ranked[0], ranked

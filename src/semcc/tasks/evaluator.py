@@ -147,9 +147,8 @@ class Evaluator(nn.Module):
                 meteor_unavailable_reason() or "not computed (meteor=False)")
             results["captioning"] = {"model": scores}
             changed = getattr(datamodule, "most_frequent_changed_caption", None)
-            changed_caption = changed() if changed is not None else None
-            if changed_caption is not None and not any(not all(is_no_change(r) for r in x) for x in refs.values()):
-                changed_caption = None  # no changed pair: the floors are the constant caption
+            any_changed = any(not all(is_no_change(r) for r in x) for x in refs.values())
+            changed_caption = changed() if changed is not None and any_changed else None  # no changed pair: none
             if changed_caption is not None:
                 for floor, floor_scores in score_floors(refs, changed_caption, **scorer.options).items():
                     floor_scores = {k: v for k, v in floor_scores.items() if "accuracy" not in k}

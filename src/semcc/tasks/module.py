@@ -29,6 +29,7 @@ import torch
 from semcc.data.text import INSTRUCTIONS, NO_CHANGE_SENTENCES, is_no_change
 from semcc.metrics.consistency import choose_consistent, mask_class_names
 from semcc.metrics.report import write_report
+from semcc.metrics.truth import summarize_mask
 from semcc.models.cd_head import class_mask
 from semcc.models.semantic_cc import SemanticCC
 from semcc.strategies import PHASES, STRATEGIES, required_heads
@@ -245,7 +246,7 @@ class SemanticCCTask(L.LightningModule):
             )
             masks = class_mask(mask_logits).cpu().numpy()
             classes = mask_class_names(max(2, self.model.cd_head.num_classes))
-            captions = [choose_consistent(c, more, m, classes)[0]
+            captions = [choose_consistent(c, more, summarize_mask(m, classes))[0]
                         for c, more, m in zip(captions, candidates, masks, strict=True)]
         return mask_logits, captions
 
