@@ -38,15 +38,11 @@ empty caption, a pair given two splits, an unknown split, a CSV without the need
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import random
-import shlex
 import shutil
-import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +50,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from semcc.data.build_inputs import CaptionLine, _read_captions, read_captions
+from semcc.data.build_splits import SPLITS, _parse_ratio, assign_splits
+from semcc.data.build_summary import CAPTIONS_FILE, DatasetSummary, _fit_args
+from semcc.data.build_summary import PATCH_SIZE as PATCH_SIZE
+from semcc.data.build_summary import TINY_IMG_SIZE as TINY_IMG_SIZE
 from semcc.data.folder import IMAGE_SUFFIXES
 from semcc.data.images import LevirDataError, read_label, read_rgb
 from semcc.data.text import is_no_change, normalize_caption
@@ -73,17 +74,8 @@ __all__ = [
     "read_captions",
 ]
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-#: The captions file of the LEVIR-CC layout.
-CAPTIONS_FILE = "LevirCCcaptions.json"
 #: Label values a change mask may hold: 0/255 (change), 0/128/255 (LEVIR-MCI: 128 road, 255 building).
 LABEL_VALUES: frozenset[int] = frozenset({0, 128, 255})
-#: The input size of ``configs/tiny.yaml``'s model (``encoder.img_size``).
-TINY_IMG_SIZE = 256
-#: ViT patch size of the shipped presets: a trainable input size is a multiple of it.
-PATCH_SIZE = 16
-_CSV_SUFFIXES = (".csv",)
-_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 class DatasetBuildError(LevirDataError):
@@ -95,180 +87,6 @@ class DatasetBuildError(LevirDataError):
         more = len(self.problems) - 1
         tail = f" (and {more} more problem{'s' if more > 1 else ''}; nothing written)" if more else " (nothing written)"
         super().__init__(self.problems[0] + tail if self.problems else "no problems")
-
-
-# ------------------------------------------------------------------------------------------------ captions
-@dataclass(frozen=True)
-class CaptionLine:
-    """One CSV row or JSON line of a captions file: a pair's name, its captions as written, its split if given."""
-
-    name: str
-    captions: tuple[str, ...]
-    split: str | None
-    where: str
-
-
-def _split_value(value: Any, where: str, problems: list[str]) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        problems.append(f"{where}: split must be text (train, val or test), got {value!r}")
-        return None
-    split = value.strip().lower()
-    if not split:
-        return None
-    if split not in SPLITS:
-        problems.append(f"{where}: unknown split {value.strip()!r} (train, val or test)")
-        return None
-    return split
-
-
-def _name_value(value: Any, where: str, problems: list[str]) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        problems.append(f"{where}: no pair name (the 'name' of a file in A/ and B/)")
-        return None
-    name = value.strip()
-    if "/" in name or "\\" in name:
-        problems.append(f"{where}: name {name!r} is a path; give the file name in A/ and B/")
-        return None
-    return name
-
-
-def _read_csv(path: Path, text: str, problems: list[str], lost: list[str]) -> list[CaptionLine]:
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    header = [h.strip().lower() for h in (reader.fieldnames or [])]
-    if missing := [c for c in ("name", "caption") if c not in header]:
-        found = ", ".join(repr(h) for h in header) or "none"
-        problems.append(f"{path}: the CSV header has no {' or '.join(repr(m) for m in missing)} column "
-                        f"(columns: {found}; needed: name, caption, optional split)")
-        return []
-    reader.fieldnames = header
-    lines = []
-    for row in reader:
-        where = f"{path} line {reader.line_num}"
-        if not any((v or "").strip() for k, v in row.items() if k is not None):
-            continue  # a blank row
-        name = _name_value(row.get("name"), where, problems)
-        split = _split_value(row.get("split"), where, problems) if "split" in header else None
-        if name is not None:
-            lines.append(CaptionLine(name, (row.get("caption") or "",), split, where))
-        else:
-            lost.append(where)
-    return lines
-
-
-def _read_jsonl(path: Path, text: str, problems: list[str], lost: list[str]) -> list[CaptionLine]:
-    lines = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip():
-            continue
-        where = f"{path} line {number}"
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as err:
-            problems.append(f"{where}: malformed JSON at column {err.colno}: {err.msg}")
-            lost.append(where)
-            continue
-        if not isinstance(obj, dict):
-            problems.append(f"{where}: expected an object {{\"name\": ..., \"caption(s)\": ...}}, got "
-                            f"{type(obj).__name__}")
-            lost.append(where)
-            continue
-        name = _name_value(obj.get("name"), where, problems)
-        split = _split_value(obj.get("split"), where, problems)
-        captions: list[str] = []
-        if "caption" not in obj and "captions" not in obj:
-            problems.append(f"{where}: no 'caption' (text) or 'captions' (a list of texts)")
-        if "caption" in obj:
-            if isinstance(obj["caption"], str):
-                captions.append(obj["caption"])
-            else:
-                problems.append(f"{where}: 'caption' must be text, got {type(obj['caption']).__name__}")
-        if "captions" in obj:
-            value = obj["captions"]
-            if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-                problems.append(f"{where}: 'captions' must be a list of texts")
-            elif not value:
-                problems.append(f"{where}: 'captions' is an empty list")
-            else:
-                captions.extend(value)
-        if name is not None:  # kept even without valid captions: the pair is not reported as uncaptioned too
-            lines.append(CaptionLine(name, tuple(captions), split, where))
-        else:
-            lost.append(where)
-    return lines
-
-
-def read_captions(path: str | Path) -> tuple[list[CaptionLine], list[str]]:
-    """Read a captions file (CSV or JSON Lines, by its ending: ``.csv``; ``.jsonl`` / ``.ndjson`` / ``.json``;
-    otherwise by its first character) into its lines and the problems found (file first, with line numbers)."""
-    lines, problems, _ = _read_captions(Path(path))
-    return lines, problems
-
-
-def _read_captions(path: Path) -> tuple[list[CaptionLine], list[str], list[str]]:
-    """:func:`read_captions`, and the places of the lines whose pair name could not be read (none: the whole
-    file could not be read)."""
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        return [], [f"{path}: captions file is missing"], []
-    except IsADirectoryError:
-        return [], [f"{path}: is a folder, not a captions file"], []
-    except OSError as err:
-        return [], [f"{path}: cannot read the captions file ({err.strerror or err})"], []
-    except UnicodeDecodeError as err:
-        return [], [f"{path}: not UTF-8 text ({err.reason} at byte {err.start})"], []
-    problems: list[str] = []
-    lost: list[str] = []
-    suffix = path.suffix.lower()
-    jsonl = suffix in _JSONL_SUFFIXES or (suffix not in _CSV_SUFFIXES and text.lstrip().startswith("{"))
-    lines = _read_jsonl(path, text, problems, lost) if jsonl else _read_csv(path, text, problems, lost)
-    if not lines and not problems:
-        problems.append(f"{path}: no captions")
-    return lines, problems, lost
-
-
-# ------------------------------------------------------------------------------------------------ splits
-def _split_counts(n: int, ratio: Sequence[float]) -> list[int]:
-    """``n`` items shared by ``ratio`` (largest remainders); each split with a share gets one when ``n`` allows."""
-    total = sum(ratio)
-    exact = [n * r / total for r in ratio]
-    counts = [int(e) for e in exact]
-    for i in sorted(range(len(ratio)), key=lambda i: (counts[i] - exact[i], i))[: n - sum(counts)]:
-        counts[i] += 1
-    wanted = [i for i, r in enumerate(ratio) if r > 0]
-    if n >= len(wanted):
-        for i in wanted:
-            if counts[i] == 0:
-                donor = max(range(len(counts)), key=lambda j: counts[j])
-                counts[donor] -= 1
-                counts[i] = 1
-    return counts
-
-
-def assign_splits(changed: dict[str, bool], ratio: Sequence[float] = (0.8, 0.1, 0.1),
-                  seed: int = 0) -> dict[str, str]:
-    """Split pairs ``{name: changed}`` into train / val / test by ``ratio``, stratified by changed / unchanged.
-
-    Deterministic: each group is sorted and shuffled with ``random.Random(seed)``, the two groups are interleaved
-    in proportion and the interleaved list is cut into consecutive runs, so each split holds about the same share
-    of changed pairs. Each split with a positive share gets at least one pair when there are enough pairs.
-    """
-    if len(ratio) != len(SPLITS) or any(r < 0 for r in ratio) or sum(ratio) <= 0:
-        raise ValueError(f"split ratio must be three non-negative numbers (train, val, test), not all 0: {ratio}")
-    rng = random.Random(seed)
-    groups = [sorted(n for n, c in changed.items() if c), sorted(n for n, c in changed.items() if not c)]
-    for group in groups:
-        rng.shuffle(group)
-    order = [name for _, _, name in sorted(
-        ((i + 0.5) / len(group), g, name) for g, group in enumerate(groups) for i, name in enumerate(group))]
-    out: dict[str, str] = {}
-    start = 0
-    for split, count in zip(SPLITS, _split_counts(len(order), ratio), strict=True):
-        out.update({name: split for name in order[start:start + count]})
-        start += count
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ the plan
@@ -322,17 +140,6 @@ def _out_name(name: str) -> str:
 def _examples(items: Sequence[str], n: int = 3) -> str:
     shown = ", ".join(str(i) for i in items[:n])
     return shown + (", ..." if len(items) > n else "")
-
-
-def _parse_ratio(ratio: Sequence[float] | str) -> tuple[float, float, float]:
-    try:
-        values = [float(v) for v in (ratio.split(",") if isinstance(ratio, str) else ratio)]
-    except ValueError:
-        values = []
-    if len(values) != 3 or any(not v >= 0 for v in values) or sum(values) <= 0:
-        raise LevirDataError(f"--split-ratio {ratio!r}: expected three non-negative numbers train,val,test "
-                             "(e.g. 0.8,0.1,0.1), not all 0")
-    return values[0], values[1], values[2]
 
 
 def _plan(pairs: Path, captions: Path, *, split_ratio: Sequence[float] | str, seed: int, size: int | None,
@@ -565,91 +372,6 @@ def _write_pair(pair: PlannedPair, folder: Path, size: int | None, link: bool) -
             im = im.resize(final, Image.Resampling.NEAREST)
         _replace_into(folder / "label" / pair.name, lambda tmp: im.save(tmp, format="PNG"))
     return final
-
-
-@dataclass
-class DatasetSummary:
-    """What :func:`build_dataset` wrote, and the ``semcc fit`` options that train ``configs/tiny.yaml`` on it.
-
-    Attributes:
-        out: the data set folder (LEVIR-CC layout; LEVIR-MCI when ``labels``).
-        pairs, changed: pairs and changed pairs per split.
-        captions: captions per pair.
-        sizes: pairs per image size (width, height) as written.
-        labels: whether the pairs have change masks.
-        split_from: where the splits came from.
-        warnings: what was removed, left out or looks inconsistent (counted).
-        fit_args: the options of ``semcc fit`` (after the command name) that train the tiny model on ``out``;
-            ``None`` when it cannot train as built (``fit_note`` says why).
-    """
-
-    out: Path
-    pairs: dict[str, int]
-    changed: dict[str, int]
-    captions: list[int]
-    sizes: dict[tuple[int, int], int]
-    labels: bool
-    split_from: str
-    warnings: list[str]
-    fit_args: list[str] | None
-    fit_note: str
-
-    @property
-    def fit_command(self) -> str | None:
-        """``semcc fit ...`` as one shell line (``None`` when :attr:`fit_args` is)."""
-        return None if self.fit_args is None else shlex.join(["semcc", "fit", *self.fit_args])
-
-    def report(self) -> str:
-        """The summary ``semcc dataset`` prints."""
-        splits = [s for s in SPLITS if self.pairs.get(s)]
-        total = sum(self.pairs.values())
-        layout = "{" + ",".join(splits) + "}/{A,B" + (",label" if self.labels else "") + "}"
-        lines = [f"wrote {self.out}: {CAPTIONS_FILE} and images/{layout}, {total} pairs "
-                 f"({'LEVIR-MCI layout: captions and change masks' if self.labels else 'LEVIR-CC layout: captions'})"]
-        for s in splits:
-            n, c = self.pairs[s], self.changed[s]
-            lines.append(f"  {s + ':':<6} {n:>6} pair{'s' if n != 1 else ''}, {c} changed, {n - c} unchanged")
-        caps = self.captions
-        lines.append(f"  captions: {sum(caps)}, {min(caps)}-{max(caps)} per pair (mean {statistics.mean(caps):.1f})")
-        sizes = ", ".join(f"{w}x{h} px ({n} pairs)" for (w, h), n in sorted(self.sizes.items(), key=lambda x: -x[1]))
-        lines.append(f"  images: {sizes}")
-        lines.append(f"  splits: from {self.split_from}")
-        lines += [f"warning: {w}" for w in self.warnings]
-        if self.fit_command is not None:
-            lines += ["", "to train configs/tiny.yaml (the default of `semcc fit`) on it:", f"  {self.fit_command}",
-                      f"({self.fit_note})"]
-        else:
-            lines += ["", f"not trainable as built: {self.fit_note}"]
-        return "\n".join(lines)
-
-
-def _fit_args(out: Path, labels: bool, sizes: Iterable[tuple[int, int]], pairs: dict[str, int]
-              ) -> tuple[list[str] | None, str]:
-    """The ``semcc fit`` options for ``configs/tiny.yaml`` on the data set, or ``None`` and why not."""
-    shapes = set(sizes)
-    if len(shapes) != 1 or (first := next(iter(shapes)))[0] != first[1] or first[0] % PATCH_SIZE:
-        shown = ", ".join(f"{w}x{h}" for w, h in sorted(shapes))
-        return None, (f"the model trains on pairs of one square size, a multiple of {PATCH_SIZE} px (tiny: "
-                      f"{TINY_IMG_SIZE}); these are {shown}: rebuild with --size {TINY_IMG_SIZE}")
-    if not pairs.get("train") or not pairs.get("val"):
-        return None, ("`semcc fit` needs train and val pairs (validation reads the val split); give some pairs "
-                      "the split val, or use --split-ratio")
-    args = ["--data.synth_root", "null", "--data.cc_root", str(out), "--data.tokenizer_dir", str(out / "tokenizer")]
-    if labels:
-        # Phase i (CD) reads the pairs' masks as LEVIR-CD tiles (images/{split}/{A,B,label}), one crop per pair.
-        args += ["--data.joint_root", str(out), "--data.cd_root", str(out / "images"),
-                 "--data.cd.samples_per_tile", "4"]
-        note = ("the three stages of Sec. III-F: CD on the masks (images/ read as LEVIR-CD tiles, 4 flipped crops "
-                "per pair and epoch), captions, then both")
-    else:
-        args += ["--model.strategy", "caption_only"]
-        note = ("no change masks, so no CD phase: strategy caption_only (the encoder, the neck and the caption head "
-                "train on the captions)")
-    side = next(iter(shapes))[0]
-    if side != TINY_IMG_SIZE:
-        args += ["--data.cd.crop_size", str(side), "--model.model.init_args.encoder.init_args.img_size", str(side)]
-        note += f"; the model built for {side} px pairs (tiny: {TINY_IMG_SIZE})"
-    return args, note
 
 
 def build_dataset(pairs: str | Path, captions: str | Path, out: str | Path, *,
