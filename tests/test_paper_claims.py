@@ -53,7 +53,11 @@ def test_the_runs_commands_compose_tiny_the_budget_and_each_row(tmp_path: Path,
         assert cfg.trainer.max_epochs == 3 and cfg.trainer.check_val_every_n_epoch == 1  # --extra wins
         assert cfg.trainer.default_root_dir == str(tmp_path / row / "seed2")
         assert cfg.trainer.callbacks[-1].class_path == "paper_claims.StudyClock"
-        assert cfg.data.cd.samples_per_tile == 40 and cfg.data.cd.crop_size == 256  # merged onto tiny's group
+        assert cfg.data.cd.samples_per_tile == 120 and cfg.data.cd.crop_size == 128  # merged onto tiny's group
+        assert cfg.data.cd.positive_fraction == 0.5  # tiny's, kept
+        assert encoder.img_size == 128 and cfg.data.synth.size == 128 and cfg.data.batch_size == 4
+        assert cfg.data.synth.pairs == {"train": 640, "val": 100, "test": 100}  # tiny's data set, at 128 px
+        assert cfg.data.augment.enabled is False
         single = row.startswith("table3") or row in ("table2_row1_plain", "table2_row2_bcsf",
                                                       "table2_row3_bcsf_enhancer")
         if single:

@@ -54,6 +54,9 @@ def test_semcc_test_writes_the_report(tiny_cli_args, tiny_checkpoint: Path, synt
     assert results["semantic"]["references"]["change_accuracy"] == 1.0
     assert results["semantic_truth"].startswith("SynthLEVIR change events")
     assert semantic_table(results["semantic"]) in report
+    nll = results["reference_nll"]  # the references scored by the model, all pairs and the changed ones
+    assert set(nll) == {"all", "changed"} and 0.0 < nll["all"] < 20.0 and 0.0 < nll["changed"] < 20.0
+    assert f"{nll['all']:.3f} over all pairs, {nll['changed']:.3f} on the changed pairs" in report
 
 
 def test_report_tables_per_class() -> None:

@@ -150,9 +150,37 @@ def test_validation_logs_cd_and_caption_metrics(synth_root: Path, synth_config, 
     metrics = trainer.callback_metrics
     for key in ("val/cd_f1", "val/cd_iou", "val/cd_oa", "val/cc_bleu_4", "val/cc_cider", "val/cc_s_m",
                 "val/cc_change_accuracy", "val/floor_constant_bleu_4", "val/floor_oracle_constant_cider",
-                "val/floor_oracle_constant_change_cider"):
+                "val/floor_oracle_constant_change_cider", "val/cc_nll", "val/cc_change_nll"):
         assert key in metrics, key
     assert 0.0 <= float(metrics["val/cd_oa"]) <= 1.0
+    assert 0.0 < float(metrics["val/cc_nll"]) < 20.0  # a random-init model: a few nats per token
+
+
+def test_reference_nll_is_the_caption_loss_of_each_pairs_references(synth_root: Path, synth_config,
+                                                                     tmp_path: Path) -> None:
+    """A pair's reference NLL is Eq. 8's teacher-forced loss of its references (their mean); an unchanged pair is
+    scored on ``no_change_caption``, as it is trained."""
+    dm = _data(synth_root, synth_config, tmp_path)
+    fixed = "the scene is the same as before"
+    task = _task(dm, no_change_caption=fixed).eval()
+    images = torch.rand(2, 2, 3, 64, 64)
+    changed = ["two houses are built on the bareland", "a road appears at the top"]
+    batch = {"image_a": images[0], "image_b": images[1], "captions": [changed, list(NO_CHANGE_SENTENCES)]}
+    nll, is_changed = task.reference_nll(batch)
+    assert is_changed.tolist() == [True, False]
+
+    @torch.no_grad()
+    def loss(i: int, caption: str) -> float:
+        out = task.model(images[0][i:i + 1], images[1][i:i + 1], captions=[caption],
+                         instructions=[task.instructions[0]], tasks=("cc",))
+        return float(out.cc_loss)
+
+    assert float(nll[0]) == pytest.approx((loss(0, changed[0]) + loss(0, changed[1])) / 2, rel=1e-4)
+    assert float(nll[1]) == pytest.approx(loss(1, fixed), rel=1e-4)
+    other = _task(dm).eval()  # no fixed sentence: the pair's own five references
+    other.model.load_state_dict(task.model.state_dict())
+    plain, _ = other.reference_nll(batch)
+    assert float(plain[1]) == pytest.approx(sum(loss(1, r) for r in NO_CHANGE_SENTENCES) / 5, rel=1e-4)
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")

@@ -88,6 +88,10 @@ def render_report(results: Mapping[str, Any]) -> str:
         accuracy = captioning.get("model", {}).get("change_accuracy")
         if accuracy is not None:
             lines += ["", f"Captions right about change vs no change: {accuracy:.1%} of pairs."]
+        if nll := results.get("reference_nll"):
+            changed = f", {nll['changed']:.3f} on the changed pairs" if "changed" in nll else ""
+            lines += ["", f"The references' negative log-likelihood under the model (teacher-forced, per caption "
+                          f"token; lower is better): {nll['all']:.3f} over all pairs{changed}."]
     if results.get("semantic"):
         lines += ["", "## What the captions claim", "", "Each caption is parsed into a claim (changed or not; the "
                   "changed classes, their counts and places; `semcc.metrics.semantic`) and compared with the ground "

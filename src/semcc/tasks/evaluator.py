@@ -13,12 +13,14 @@ logs what :meth:`Evaluator.finish` returns and, after a test, writes the report 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
+from torchmetrics import MeanMetric
 
 from semcc.data.text import is_no_change
 from semcc.metrics.captioning import CaptionMetrics, build_id_vocabulary, meteor_unavailable_reason, score_floors
@@ -49,6 +51,12 @@ class EvalConfig:
             with the pair's predicted mask (:func:`semcc.metrics.consistency.choose_consistent`); pairs without a
             CD head's mask keep the greedy caption. ``semcc caption`` and ``Predictor`` default to the run's value.
         beams: beams per instruction for ``decoding="consistent"``.
+        reference_nll: also score the references by the model: the teacher-forced negative log-likelihood per
+            caption token of each reference (Eq. 8's loss on held-out captions; a no-change pair on the
+            task's ``no_change_caption`` when set, as in training), averaged over a pair's references and over
+            the pairs, and over the changed pairs alone (``cc_nll``, ``cc_change_nll``; lower is better). Beyond
+            the paper: it separates models while greedy captions are still the same sentence. One teacher-forced
+            pass per reference after one encoder pass per batch.
     """
 
     max_new_tokens: int = 32
@@ -60,6 +68,7 @@ class EvalConfig:
     write_report: bool = True
     decoding: str = "greedy"
     beams: int = 2
+    reference_nll: bool = True
 
     def __post_init__(self) -> None:
         if self.decoding not in ("greedy", "consistent"):
@@ -88,6 +97,8 @@ class Evaluator(nn.Module):
         options = {"meteor": config.meteor, "protocol": config.caption_protocol,
                    "tokenization": config.caption_tokenization}
         self.cc = nn.ModuleDict({stage: CaptionMetrics(**options) for stage in ("val", "test")})
+        self.nll = nn.ModuleDict({f"{stage}_{subset}": MeanMetric() for stage in ("val", "test")
+                                  for subset in ("all", "change")})
         self._samples_left = 0
 
     def use_id_vocabulary(self, training_captions: list[str]) -> None:
@@ -116,6 +127,11 @@ class Evaluator(nn.Module):
             if self.cd_classes <= 2:  # binary metrics: change vs no change
                 pred, target = (pred > 0).long(), (target > 0).long()
             self.cd[stage].update(pred, target)
+
+    def update_nll(self, stage: str, nll: torch.Tensor, changed: torch.Tensor) -> None:
+        """Add the reference NLL of a batch's captioned pairs (``[N]``) and which of them changed (bool ``[N]``)."""
+        self.nll[f"{stage}_all"].update(nll)
+        self.nll[f"{stage}_change"].update(nll, weight=changed.to(nll.dtype))  # every rank updates both (DDP sync)
 
     def finish(self, stage: str, datamodule: Any = None) -> tuple[dict[str, float], dict[str, Any], dict | None]:
         """Compute and reset the stage's metrics: ``(values to log, results, captions)``.
@@ -162,6 +178,13 @@ class Evaluator(nn.Module):
                 for system, scores in semantic[1].items():
                     logs.update({f"{stage}/{prefixes[system]}{k}": scores[k] for k in SEMANTIC_COLUMNS})
         scorer.reset()
+        nll = {subset: self.nll[f"{stage}_{subset}"] for subset in ("all", "change")}
+        if nll["all"].update_called:
+            values = {k: v for k, m in nll.items() if math.isfinite(v := float(m.compute()))}  # no changed pair: nan
+            logs.update({f"{stage}/cc_{'' if k == 'all' else 'change_'}nll": v for k, v in values.items()})
+            results["reference_nll"] = {"all" if k == "all" else "changed": v for k, v in values.items()}
+        for metric in nll.values():
+            metric.reset()
         return logs, results, captions
 
     @staticmethod

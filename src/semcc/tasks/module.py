@@ -250,10 +250,36 @@ class SemanticCCTask(L.LightningModule):
                         for c, more, m in zip(captions, candidates, masks, strict=True)]
         return mask_logits, captions
 
+    @torch.no_grad()
+    def reference_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher-forced NLL per caption token of each captioned pair's references under the model (Eq. 8's
+        loss, the first instruction; an unchanged pair on ``no_change_caption`` when set, as in training), averaged
+        over the pair's references: ``(nll [N], changed [N])`` for the N pairs of ``batch`` with references."""
+        rows = [i for i, refs in enumerate(batch["captions"]) if refs]
+        fixed = self.hparams.no_change_caption
+        changed = [not all(map(is_no_change, batch["captions"][i])) for i in rows]
+        targets = [batch["captions"][i] if c or fixed is None else [fixed] for i, c in zip(rows, changed, strict=True)]
+        image_a, image_b = batch["image_a"][rows], batch["image_b"][rows]
+        encoded = self.model.encoder(image_a, image_b)
+        total = torch.zeros(len(rows), device=image_a.device)
+        for k in range(max(map(len, targets))):
+            captions = [t[k % len(t)] for t in targets]
+            out = self.model(image_a, image_b, captions=captions, instructions=[self.instructions[0]] * len(rows),
+                             tasks=("cc",), encoder_grad=False, encoded=encoded)
+            logits, labels = out.cc_logits[:, :-1].float(), out.cc_labels[:, 1:]
+            token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
+                                                      reduction="none")
+            nll = token.sum(1) / (labels != -100).sum(1).clamp(min=1)
+            total += torch.where(torch.tensor([k < len(t) for t in targets], device=total.device), nll, 0.0)
+        counts = torch.tensor([len(t) for t in targets], device=total.device, dtype=total.dtype)
+        return total / counts, torch.tensor(changed, device=total.device)
+
     def _eval_step(self, batch: dict, stage: str) -> None:
         captions = None
         if any(batch["captions"]):
             mask_logits, captions = self.predict_pairs(batch)
+            if self.evaluation.reference_nll and self.model.cc_head is not None:
+                self.evaluator.update_nll(stage, *self.reference_nll(batch))
         elif "mask" in batch:
             mask_logits = self.model(batch["image_a"], batch["image_b"], tasks=("cd",), encoder_grad=False).mask_logits
         else:
