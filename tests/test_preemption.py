@@ -1,4 +1,5 @@
-"""Long runs lose no work: SIGTERM saves and resumes at the same step; SIGKILL resumes from the periodic save."""
+"""Long runs lose no work: SIGTERM saves and resumes at the same step; SIGKILL resumes from the periodic save;
+last.ckpt holds the end of training even when the last validation is not a new best."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from semcc.tasks.preemption import PreemptionCheckpoint
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,9 +43,6 @@ def _fit(tiny_cli_args, run: Path, tmp_path: Path, name: str, kill: tuple[int, s
          resume: bool = False) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "semcc.main", "fit", *tiny_cli_args(run),
             "--data.phases.repeats={cc: 1, joint: 1}", "--trainer.max_epochs=2", "--model.evaluation.meteor=false",
-            # tiny.yaml's augmentations off: with them on, the newest last*.ckpt of the plain run holds step 12, not
-            # 14 (which ModelCheckpoint writes last.ckpt last differs; open, see the issue-13 note)
-            "--data.augment.enabled=false",
             "--config", str(_override(tmp_path / f"{name}.yaml", run, kill))]
     if resume:
         args.append("--ckpt_path=last")
@@ -60,6 +62,10 @@ def test_sigterm_and_sigkill_resume_to_the_same_number_of_steps(tiny_cli_args, t
     assert plain.returncode == 0, plain.stderr[-3000:]
     total = _last(tmp_path / "plain")["global_step"]
     assert total == 14  # 2 epochs of 7 steps: cd 1, cc 3, joint 3
+    # last.ckpt itself holds the end, whether or not the second validation was a new best (Lightning's
+    # ModelCheckpoint rewrites last.ckpt only with a new best; PreemptionCheckpoint writes it when training ends)
+    final = torch.load(tmp_path / "plain" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["global_step"] == 14
 
     # SIGTERM at the start of step 5 (phase iii of epoch 0): that step ends, last.ckpt is saved, exit 143.
     run = tmp_path / "run"
@@ -80,3 +86,36 @@ def test_sigterm_and_sigkill_resume_to_the_same_number_of_steps(tiny_cli_args, t
     resumed = _fit(tiny_cli_args, run, tmp_path, "resume", resume=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _last(run)["global_step"] == total
+
+
+class _Worse(L.LightningModule):
+    """A one-weight model whose validation score only gets worse: no validation after the first is a new best."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        return (self.w - batch).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("score", -float(self.current_epoch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_last_ckpt_holds_the_end_of_training_when_the_last_validation_is_not_a_new_best(tmp_path: Path) -> None:
+    data = torch.utils.data.DataLoader(torch.ones(4, 1), batch_size=2)
+
+    def fit(callbacks: list) -> dict:
+        run = tmp_path / str(len(callbacks))
+        best = ModelCheckpoint(dirpath=run, monitor="score", mode="max", save_last=True)
+        trainer = L.Trainer(max_epochs=3, callbacks=[best, *callbacks], logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, default_root_dir=run)
+        trainer.fit(_Worse(), data, data)
+        assert trainer.global_step == 6
+        return torch.load(run / "last.ckpt", map_location="cpu", weights_only=False)
+
+    assert fit([])["global_step"] == 2  # Lightning alone: last.ckpt stays at the only best, epoch 0
+    assert fit([PreemptionCheckpoint()])["global_step"] == 6  # semcc's callback writes the end

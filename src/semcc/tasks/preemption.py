@@ -12,6 +12,12 @@ resumes from the last periodic checkpoint instead: Lightning's ``ModelCheckpoint
 save_last=True)``, as ``configs/paper/levir.yaml`` sets it.
 
 Signals that arrive during validation are acted on at the next training step.
+
+The same callback writes ``last.ckpt`` once more when training ends (``save_at_end``): Lightning's
+``ModelCheckpoint(monitor=..., save_last=True)`` writes ``last.ckpt`` at a validation only when it also saves a
+best checkpoint there (Lightning 2.6), so when the last validation is not a new best, ``last.ckpt`` would keep an
+older state and ``semcc caption``, ``semcc test`` or ``--ckpt_path last`` would use it instead of the trained
+weights.
 """
 
 from __future__ import annotations
@@ -36,16 +42,18 @@ class PreemptionCheckpoint(L.Callback):
         dirpath: where to write ``last.ckpt`` (default: the folder of the trainer's first ``ModelCheckpoint``,
             so that ``--ckpt_path last`` finds it, else ``<default_root_dir>/checkpoints``).
         exit: exit after saving (status ``128 + signal``); ``False`` only saves and lets training go on.
+        save_at_end: also write ``last.ckpt`` when training ends, so that it always holds the final weights.
     """
 
     def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"), dirpath: str | None = None,
-                 exit: bool = True) -> None:
+                 exit: bool = True, save_at_end: bool = True) -> None:
         unknown = [s for s in signals if not isinstance(getattr(signal, s, None), signal.Signals)]
         if unknown:
             raise ValueError(f"unknown signal names {unknown}; e.g. SIGTERM, SIGUSR1")
         self.signals = tuple(signals)
         self.dirpath = dirpath
         self.exit = exit
+        self.save_at_end = save_at_end
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
         #: Where the last pre-emption checkpoint went (``None`` before one is written).
@@ -69,6 +77,8 @@ class PreemptionCheckpoint(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
+        if self.save_at_end and not trainer.sanity_checking and not trainer.fast_dev_run:
+            trainer.save_checkpoint(self.checkpoint_path(trainer))  # every rank takes part; rank 0 writes
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore()
