@@ -14,23 +14,27 @@ deleted and redone from scratch. Each run is a subprocess (``python -m semcc.mai
 ``fit.log``), so no state leaks from one run into the next; checkpoints are deleted once read unless
 ``--keep-checkpoints``.
 
-The budget (``configs/study/budget.yaml``, an override of tiny) is the same for every row: tiny's data, model,
-optimiser and learning rate, one epoch of each strategy's phases over the same data, and greedy decoding in
-validation for every row (tiny decodes ``consistent``ly, which needs a CD mask the single-task rows lack), so that
-rows compare models, not decodings. No row is tuned. On top of tiny the rows keep tiny's departures: the whole
-random-init ViT trains (``train_vit``; the single-task rows' ``caption_only`` strategy trains it too, by the caption
-loss), unchanged pairs train on one no-change sentence, and the enhancer sits before the Q-Former except in the
-rows that place it (Tables II and III); so Table IV's three-stage row is tiny at the budget and differs from
-Table II's row 5 (the enhancer after the Q-Former) in that. ``--extra KEY=VALUE`` (repeatable) adds
-``--KEY=VALUE`` to every run, for longer runs (``--extra trainer.max_epochs=2``) or other data.
+The budget (``configs/study/budget.yaml``, an override of tiny) is the same for every row: tiny's data set at 128 px
+(its own SynthLEVIR cache) with a 128 px model, tiny's optimiser and learning rate at batch 4, one epoch of each
+strategy's phases, no augmentations, and greedy decoding in validation for every row (tiny decodes
+``consistent``ly, which needs a CD mask the single-task rows lack), so that rows compare models, not decodings.
+No row is tuned. On top of tiny the rows keep tiny's departures: the whole random-init ViT trains (``train_vit``;
+the single-task rows' ``caption_only`` strategy trains it too, by the caption loss), unchanged pairs train on one
+no-change sentence, and the enhancer sits before the Q-Former except in the rows that place it (Tables II and
+III); so Table IV's three-stage row is tiny at the budget and differs from Table II's row 5 (the enhancer after the
+Q-Former) in that. ``--extra KEY=VALUE`` (repeatable) adds ``--KEY=VALUE`` to every run, for longer runs
+(``--extra trainer.max_epochs=2``) or other data. ``--jobs N`` runs N at a time, each with cores / N threads
+(``OMP_NUM_THREADS``); the budget is sized for ``--jobs 2`` on 2 cores, and a run's wall time is that of a run
+sharing the machine with another.
 
 Output, per table (``OUT/table2.{md,json,png}`` ...): one row per paper row with the mean ± sample standard deviation
 over the seeds of every caption metric (BLEU-1..4, METEOR, ROUGE-L, CIDEr, S*m; BLEU-4 and CIDEr of the changed
 pairs), the semantic scores of what the captions claim (right about change vs no change, change-type macro F1,
-count and location accuracy, hallucination rate), CD F1 where the row trains CD (else ``-``) and the wall time
-of a run; the oracle-constant floor below (the same for every row: one val split); a PNG of BLEU-4, CIDEr, S*m
-and type F1 (bars with the standard deviation as error bars, the floor dashed; needs matplotlib:
-``pip install 'semcc[plot]'``). ``OUT/summary.md`` holds the three tables and the verdicts.
+count and location accuracy, hallucination rate), the references' NLL under the model (all pairs and changed
+pairs), CD F1 where the row trains CD (else ``-``) and the wall time of a run; the oracle-constant floor below (the
+same for every row: one val split); a PNG of BLEU-4, CIDEr, S*m, type F1 and the references' NLL (bars with
+the standard deviation as error bars, the floor dashed; needs matplotlib: ``pip install 'semcc[plot]'``).
+``OUT/summary.md`` holds the three tables and the verdicts.
 
 **Verdicts.** Each claim is a set of comparisons "row A beats row B":
 
@@ -41,21 +45,24 @@ and type F1 (bars with the standard deviation as error bars, the floor dashed; n
    before for each structure (3 comparisons), and after-both beats after-activation and after-subtraction.
 3. Table IV: three-stage beats two-stage and one-stage.
 
-The effect of a comparison is the difference of the mean S*m of A and B over the seeds (S*m, the paper's summary
-of BLEU-4, METEOR, ROUGE-L and CIDEr, is the one metric decided on, fixed before any run; the CIDEr difference and
-Cohen's d, the difference over the pooled standard deviation, are printed beside it). The test is Welch's t-test
-(two-sided p from the t distribution with Welch's degrees of freedom when scipy is installed, else from the normal
-approximation, which is looser at 2-4 degrees of freedom). A comparison is **supported** when the difference is in
-the claimed direction and p < 0.05, **contradicted** when it is in the other direction and p < 0.05, and **not
-separable from seed noise at this budget** otherwise, always with fewer than 2 seeds of either row (no noise
-estimate). Two rows whose seeds all score the same have no noise: any difference between them decides. A claim is
-supported when all its comparisons are, contradicted when any is, else not separable.
+Each comparison is decided twice, on two metrics each fixed before the 42-run study: S*m (the paper's summary of
+BLEU-4, METEOR, ROUGE-L and CIDEr, higher is better; fixed before any run) and the references' NLL under the model
+(``val/cc_nll``, :meth:`semcc.tasks.module.SemanticCCTask.reference_nll`, lower is better; added after the Table IV
+pilot at seed 0, where every row wrote the same constant caption and S*m could not separate them). The effect of a
+comparison is the difference of the rows' means over the seeds (the CIDEr difference and Cohen's d, the difference
+over the pooled standard deviation, are printed beside it). The test is Welch's t-test (two-sided p from the t
+distribution with Welch's degrees of freedom when scipy is installed, else from the normal approximation, which is
+looser at 2-4 degrees of freedom). A comparison is **supported** when the difference is in the claimed direction
+and p < 0.05, **contradicted** when it is in the other direction and p < 0.05, and **not separable from seed noise
+at this budget** otherwise, always with fewer than 2 seeds of either row (no noise estimate). Two rows whose seeds
+all score the same have no noise: any difference between them decides. A claim is supported (on a metric) when all
+its comparisons are, contradicted when any is, else not separable.
 
 Why a benchmark script and not a ``semcc study`` command: the study is an experiment over the library, like the
 other scripts here (machine line, Markdown table, JSON), not something a user of the library runs on their data;
 it needs the repository's ``configs/`` and optional packages (matplotlib, scipy) that the library does not.
 
-Usage: ``python benchmarks/paper_claims.py [--tables 2 3 4 | --rows ROW ...] [--seeds 0 1 2]
+Usage: ``python benchmarks/paper_claims.py [--tables 2 3 4 | --rows ROW ...] [--seeds 0 1 2] [--jobs 2]
 [--out benchmarks/results/paper_claims] [--budget configs/study/budget.yaml] [--extra KEY=VALUE ...]
 [--dry-run] [--keep-checkpoints]``.
 """

@@ -95,6 +95,16 @@ def test_welch_and_the_verdict_rule() -> None:
     assert judged["comparisons"][0]["cider_diff"] == pytest.approx(0.2166667, abs=1e-6)
     values["table4_one_stage"]["s_m"] = [0.70, 0.71, 0.72]
     assert paper_claims.judge("3", values)["verdict"] == "contradicted"
+    # The references' NLL decides the other way round: lower is better.
+    assert paper_claims.verdict(paper_claims.welch(b, a), direction=-1) == "supported"
+    values["table4_three_stage"]["nll"] = [1.01, 1.02, 1.00]
+    values["table4_two_stage"]["nll"] = [1.20, 1.22, 1.19]
+    values["table4_one_stage"]["nll"] = [1.00, 0.99, 1.02]
+    on_nll = paper_claims.judge("3", values, "nll")
+    assert on_nll["metric"] == "nll"
+    assert [c["verdict"] for c in on_nll["comparisons"]] == ["supported", paper_claims.NOT_SEPARABLE]
+    assert on_nll["comparisons"][0]["nll_diff"] == pytest.approx(-0.19333333, abs=1e-6)
+    assert "judged on caption NLL (lower is better)" in paper_claims.verdict_lines(on_nll)[0]
     del values["table4_one_stage"]
     assert paper_claims.judge("3", values) is None  # a row without results: no verdict
 
@@ -133,8 +143,8 @@ def test_a_two_row_slice_runs_tabulates_draws_and_resumes(synth_root: Path, synt
     built = first["tables"]["2"]
     for row in rows:
         stats = built["stats"][row]
-        for key in ("bleu_1", "bleu_4", "rouge_l", "cider", "s_m", "change_accuracy", "type_f1",
-                    "wall_s"):
+        for key in ("bleu_1", "bleu_4", "rouge_l", "cider", "s_m", "change_accuracy", "type_f1", "nll",
+                    "change_nll", "wall_s"):
             assert stats[key] is not None and math.isfinite(stats[key]["mean"]) and stats[key]["n"] == 1, key
             assert stats[key]["std"] is None  # one seed: no spread
         assert stats["meteor"] is None

@@ -158,7 +158,7 @@ def test_validation_logs_cd_and_caption_metrics(synth_root: Path, synth_config, 
 
 def test_reference_nll_is_the_caption_loss_of_each_pairs_references(synth_root: Path, synth_config,
                                                                      tmp_path: Path) -> None:
-    """A pair's reference NLL is Eq. 8's teacher-forced loss of its references (their mean); an unchanged pair is
+    """A pair's reference NLL is the teacher-forced L_cc of Eq. 9 of its references (their mean); an unchanged pair is
     scored on ``no_change_caption``, as it is trained."""
     dm = _data(synth_root, synth_config, tmp_path)
     fixed = "the scene is the same as before"

@@ -52,7 +52,7 @@ class EvalConfig:
             CD head's mask keep the greedy caption. ``semcc caption`` and ``Predictor`` default to the run's value.
         beams: beams per instruction for ``decoding="consistent"``.
         reference_nll: also score the references by the model: the teacher-forced negative log-likelihood per
-            caption token of each reference (Eq. 8's loss on held-out captions; a no-change pair on the
+            caption token of each reference (L_cc of Eq. 9 on held-out captions; a no-change pair on the
             task's ``no_change_caption`` when set, as in training), averaged over a pair's references and over
             the pairs, and over the changed pairs alone (``cc_nll``, ``cc_change_nll``; lower is better). Beyond
             the paper: it separates models while greedy captions are still the same sentence. One teacher-forced

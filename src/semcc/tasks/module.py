@@ -252,8 +252,8 @@ class SemanticCCTask(L.LightningModule):
 
     @torch.no_grad()
     def reference_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The teacher-forced NLL per caption token of each captioned pair's references under the model (Eq. 8's
-        loss, the first instruction; an unchanged pair on ``no_change_caption`` when set, as in training), averaged
+        """The teacher-forced NLL per caption token of each captioned pair's references under the model (L_cc of
+        Eq. 9, the first instruction; an unchanged pair on ``no_change_caption`` when set, as in training), averaged
         over the pair's references: ``(nll [N], changed [N])`` for the N pairs of ``batch`` with references."""
         rows = [i for i, refs in enumerate(batch["captions"]) if refs]
         fixed = self.hparams.no_change_caption
