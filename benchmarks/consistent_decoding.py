@@ -26,6 +26,7 @@ COLUMNS = {
     "sem_location_accuracy": "location acc.",
     "sem_hallucination_rate": "hallucination",
     "consistent_share": "caption agrees with mask",
+    "bleu_4": "BLEU-4",
     "change_bleu_4": "changed BLEU-4",
     "change_cider": "changed CIDEr",
     "cider": "CIDEr",
