@@ -392,7 +392,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def verdict_lines(judged: dict[str, Any]) -> list[str]:
     """The claim's verdict and one line per comparison, with the numbers."""
-    metric = judged.get("metric", PRIMARY)
+    metric = judged["metric"]
     title = COLUMNS[metric][0]
     better = "higher" if DECIDED[metric] > 0 else "lower"
     lines = [f"Claim {judged['claim']} (Table {ROMAN[judged['table']]}): {judged['text']}, judged on {title} "
@@ -536,7 +536,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     changed: list[str] = []
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     started = time.perf_counter()
-    finished = 0
 
     def one(run: tuple[str, int]) -> tuple[str, int, str, dict[str, Any] | None]:
         what, result = run_one(*run, args.out, base=base, budget=budget, extra=args.extra,
@@ -546,11 +545,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     # With --jobs N, N runs at a time (threads only wait on their subprocess); SynthLEVIR and the tokenizer are
     # generated under a file lock by whichever run comes first, the others wait for it.
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        outcomes = pool.map(one, runs) if args.jobs > 1 else map(one, runs)
-        for row, seed, what, result in outcomes:
-            finished += 1
+        for i, (row, seed, what, result) in enumerate(pool.map(one, runs), 1):  # in the runs' order
             status[what] += 1
-            head = f"[{finished}/{len(runs)}] {row} seed {seed}:"
+            head = f"[{i}/{len(runs)}] {row} seed {seed}:"
             if what == "failed":
                 print(f"{head} failed ({result['why']}; see {result['log']})", flush=True)
                 continue
@@ -573,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for table in tables:
         built = build_table(table, {r: results[r] for r in TABLES[table] if r in results}, seeds)
         judged = [j for c, (t, _, _) in CLAIMS.items() if t == table for metric in DECIDED
-                  if (j := judge(c, {r: built["values"][r] for r in built["values"]}, metric)) is not None]
+                  if (j := judge(c, built["values"], metric)) is not None]
         notes = [line for j in judged for line in verdict_lines(j)]
         if changed:
             notes.append(f"warning: made with other config files or overrides than this call's: {', '.join(changed)}")

@@ -177,6 +177,19 @@ def test_reference_nll_is_the_caption_loss_of_each_pairs_references(synth_root: 
 
     assert float(nll[0]) == pytest.approx((loss(0, changed[0]) + loss(0, changed[1])) / 2, rel=1e-4)
     assert float(nll[1]) == pytest.approx(loss(1, fixed), rel=1e-4)
+    # One encoder pass shared by the evaluation step: the same NLL from the batch's encoder output, also when a pair
+    # without references is left out, and the same captions and masks.
+    with_empty = {"image_a": torch.cat([images[0], images[0][:1]]), "image_b": torch.cat([images[1], images[1][:1]]),
+                  "captions": [changed, list(NO_CHANGE_SENTENCES), []]}
+    with torch.no_grad():
+        encoded = task.model.encoder(with_empty["image_a"], with_empty["image_b"])
+    shared, _ = task.reference_nll(with_empty, encoded)
+    assert torch.allclose(shared, nll, rtol=1e-5)
+    with torch.no_grad():
+        encoded = task.model.encoder(batch["image_a"], batch["image_b"])
+    masks, captions = task.predict_pairs(batch, encoded)
+    masks_alone, captions_alone = task.predict_pairs(batch)
+    assert captions == captions_alone and torch.allclose(masks, masks_alone, atol=1e-6)
     other = _task(dm).eval()  # no fixed sentence: the pair's own five references
     other.model.load_state_dict(task.model.state_dict())
     plain, _ = other.reference_nll(batch)

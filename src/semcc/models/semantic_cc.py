@@ -172,12 +172,14 @@ class SemanticCC(nn.Module):
         instructions: Sequence[str] | None = None,
         max_new_tokens: int | None = None,
         beams: int = 1,
+        encoded: BiTemporalFeatures | None = None,
     ) -> list[list[str]]:
         """Candidate captions per pair (``[B][K * beams]``): for each prompt of ``instructions`` (default: the four
-        paper prompts) its greedy caption, or its ``beams`` best beams (``ChangeCaptionHead.generate_candidates``)."""
+        paper prompts) its greedy caption, or its ``beams`` best beams (``ChangeCaptionHead.generate_candidates``).
+        ``encoded``: the encoder's output for these images, if already computed (see :meth:`features`)."""
         if self.cc_head is None:
             raise ValueError("this model has no cc_head: it cannot caption")
-        _, cc = self.features(image_a, image_b)
+        _, cc = self.features(image_a, image_b, encoded=encoded)
         return self.cc_head.generate_candidates(*cc, prompts=instructions, max_new_tokens=max_new_tokens, beams=beams)
 
     @torch.no_grad()
@@ -189,9 +191,11 @@ class SemanticCC(nn.Module):
         instructions: Sequence[str] | None = None,
         max_new_tokens: int | None = None,
         ensemble: bool = False,
+        encoded: BiTemporalFeatures | None = None,
     ) -> tuple[torch.Tensor | None, list[str] | None]:
-        """``(mask_logits, captions)`` from one encoder pass; ``None`` for a part the model lacks."""
-        cd, cc = self.features(image_a, image_b)
+        """``(mask_logits, captions)`` from one encoder pass (none with ``encoded``, the encoder's output for these
+        images if already computed); ``None`` for a part the model lacks."""
+        cd, cc = self.features(image_a, image_b, encoded=encoded)
         mask = self.cd_head(*cd) if self.cd_head is not None else None
         captions = self._captions(cc, instructions, max_new_tokens, ensemble) if self.cc_head is not None else None
         return mask, captions

@@ -30,6 +30,9 @@ from semcc.models.cd_head import class_mask
 
 __all__ = ["EvalConfig", "Evaluator"]
 
+#: The references' NLL over each subset of pairs (``metrics.json["reference_nll"]`` keys) -> its logged name.
+NLL_LOGS = {"all": "cc_nll", "changed": "cc_change_nll"}
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -56,7 +59,7 @@ class EvalConfig:
             task's ``no_change_caption`` when set, as in training), averaged over a pair's references and over
             the pairs, and over the changed pairs alone (``cc_nll``, ``cc_change_nll``; lower is better). Beyond
             the paper: it separates models while greedy captions are still the same sentence. One teacher-forced
-            pass per reference after one encoder pass per batch.
+            pass per reference, on the encoder output that the step's captioning uses.
     """
 
     max_new_tokens: int = 32
@@ -97,8 +100,8 @@ class Evaluator(nn.Module):
         options = {"meteor": config.meteor, "protocol": config.caption_protocol,
                    "tokenization": config.caption_tokenization}
         self.cc = nn.ModuleDict({stage: CaptionMetrics(**options) for stage in ("val", "test")})
-        self.nll = nn.ModuleDict({f"{stage}_{subset}": MeanMetric() for stage in ("val", "test")
-                                  for subset in ("all", "change")})
+        self.nll = nn.ModuleDict({f"{stage}_{subset}": MeanMetric()
+                                  for stage in ("val", "test") for subset in NLL_LOGS})
         self._samples_left = 0
 
     def use_id_vocabulary(self, training_captions: list[str]) -> None:
@@ -131,7 +134,7 @@ class Evaluator(nn.Module):
     def update_nll(self, stage: str, nll: torch.Tensor, changed: torch.Tensor) -> None:
         """Add the reference NLL of a batch's captioned pairs (``[N]``) and which of them changed (bool ``[N]``)."""
         self.nll[f"{stage}_all"].update(nll)
-        self.nll[f"{stage}_change"].update(nll, weight=changed.to(nll.dtype))  # every rank updates both (DDP sync)
+        self.nll[f"{stage}_changed"].update(nll, weight=changed.to(nll.dtype))  # every rank updates both (DDP sync)
 
     def finish(self, stage: str, datamodule: Any = None) -> tuple[dict[str, float], dict[str, Any], dict | None]:
         """Compute and reset the stage's metrics: ``(values to log, results, captions)``.
@@ -178,11 +181,11 @@ class Evaluator(nn.Module):
                 for system, scores in semantic[1].items():
                     logs.update({f"{stage}/{prefixes[system]}{k}": scores[k] for k in SEMANTIC_COLUMNS})
         scorer.reset()
-        nll = {subset: self.nll[f"{stage}_{subset}"] for subset in ("all", "change")}
+        nll = {subset: self.nll[f"{stage}_{subset}"] for subset in NLL_LOGS}
         if nll["all"].update_called:
             values = {k: v for k, m in nll.items() if math.isfinite(v := float(m.compute()))}  # no changed pair: nan
-            logs.update({f"{stage}/cc_{'' if k == 'all' else 'change_'}nll": v for k, v in values.items()})
-            results["reference_nll"] = {"all" if k == "all" else "changed": v for k, v in values.items()}
+            logs.update({f"{stage}/{NLL_LOGS[k]}": v for k, v in values.items()})
+            results["reference_nll"] = values
         for metric in nll.values():
             metric.reset()
         return logs, results, captions

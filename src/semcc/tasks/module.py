@@ -31,6 +31,7 @@ from semcc.metrics.consistency import choose_consistent, mask_class_names
 from semcc.metrics.report import write_report
 from semcc.metrics.truth import summarize_mask
 from semcc.models.cd_head import class_mask
+from semcc.models.encoder import BiTemporalFeatures
 from semcc.models.semantic_cc import SemanticCC
 from semcc.strategies import PHASES, STRATEGIES, required_heads
 from semcc.tasks.checkpointing import Checkpointing, SchedulePosition
@@ -180,13 +181,15 @@ class SemanticCCTask(L.LightningModule):
 
     def draw_captions(self, batch: dict) -> tuple[list[str], list[str]]:
         """One target caption (see ``no_change_caption``) and one instruction per pair of ``batch``."""
-        fixed = self.hparams.no_change_caption
-        captions = [
-            fixed if fixed is not None and all(map(is_no_change, refs)) else self._rng.choice(refs)
-            for refs in batch["captions"]
-        ]
+        captions = [self.fixed_target(refs) or self._rng.choice(refs) for refs in batch["captions"]]
         instructions = [self._rng.choice(self.instructions) for _ in captions]
         return captions, instructions
+
+    def fixed_target(self, refs: Sequence[str]) -> str | None:
+        """``no_change_caption`` when it is set and every reference of the pair says no change, else None: the
+        one target such a pair is trained (and its references' NLL scored) on."""
+        fixed = self.hparams.no_change_caption
+        return fixed if fixed is not None and all(map(is_no_change, refs)) else None
 
     def mask_loss(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """L_cd of Eq. 9 (:func:`semcc.tasks.losses.cd_loss`, with a Dice term when ``cd_loss="bce_dice"``)."""
@@ -229,20 +232,22 @@ class SemanticCCTask(L.LightningModule):
         return losses["loss"]
 
     # -------------------------------------------------------------------------------------- evaluation
-    def predict_pairs(self, batch: dict) -> tuple[torch.Tensor | None, list[str] | None]:
+    def predict_pairs(self, batch: dict, encoded: BiTemporalFeatures | None = None,
+                      ) -> tuple[torch.Tensor | None, list[str] | None]:
         """Mask logits and greedy captions of ``batch`` from one encoder pass (the ensemble when configured); with
         ``evaluation.decoding="consistent"`` each caption is the candidate that agrees best with its pair's mask
-        (:func:`semcc.metrics.consistency.choose_consistent`, a second caption pass)."""
+        (:func:`semcc.metrics.consistency.choose_consistent`, a second caption pass). ``encoded``: the encoder's
+        output for the batch, if already computed."""
         bs, ensemble = batch["image_a"].shape[0], self.evaluation.ensemble
         mask_logits, captions = self.model.predict(
             batch["image_a"], batch["image_b"],
             instructions=self.instructions if ensemble else [self.instructions[0]] * bs,
-            max_new_tokens=self.evaluation.max_new_tokens, ensemble=ensemble,
+            max_new_tokens=self.evaluation.max_new_tokens, ensemble=ensemble, encoded=encoded,
         )
         if self.evaluation.decoding == "consistent" and mask_logits is not None and captions is not None:
             candidates = self.model.caption_candidates(
                 batch["image_a"], batch["image_b"], instructions=self.instructions,
-                max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams,
+                max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams, encoded=encoded,
             )
             masks = class_mask(mask_logits).cpu().numpy()
             classes = mask_class_names(max(2, self.model.cd_head.num_classes))
@@ -251,16 +256,21 @@ class SemanticCCTask(L.LightningModule):
         return mask_logits, captions
 
     @torch.no_grad()
-    def reference_nll(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def reference_nll(self, batch: dict, encoded: BiTemporalFeatures | None = None,
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher-forced NLL per caption token of each captioned pair's references under the model (L_cc of
         Eq. 9, the first instruction; an unchanged pair on ``no_change_caption`` when set, as in training), averaged
-        over the pair's references: ``(nll [N], changed [N])`` for the N pairs of ``batch`` with references."""
+        over the pair's references: ``(nll [N], changed [N])`` for the N pairs of ``batch`` with references.
+        ``encoded``: the encoder's output for the whole batch, if already computed."""
         rows = [i for i, refs in enumerate(batch["captions"]) if refs]
-        fixed = self.hparams.no_change_caption
         changed = [not all(map(is_no_change, batch["captions"][i])) for i in rows]
-        targets = [batch["captions"][i] if c or fixed is None else [fixed] for i, c in zip(rows, changed, strict=True)]
+        targets = [[fixed] if (fixed := self.fixed_target(batch["captions"][i])) else batch["captions"][i]
+                   for i in rows]
         image_a, image_b = batch["image_a"][rows], batch["image_b"][rows]
-        encoded = self.model.encoder(image_a, image_b)
+        if encoded is None:
+            encoded = self.model.encoder(image_a, image_b)
+        elif len(rows) < len(batch["captions"]):
+            encoded = BiTemporalFeatures(*(t[rows] for t in (encoded.cd_1, encoded.cd_2, encoded.cc_1, encoded.cc_2)))
         total = torch.zeros(len(rows), device=image_a.device)
         for k in range(max(map(len, targets))):
             captions = [t[k % len(t)] for t in targets]
@@ -277,9 +287,10 @@ class SemanticCCTask(L.LightningModule):
     def _eval_step(self, batch: dict, stage: str) -> None:
         captions = None
         if any(batch["captions"]):
-            mask_logits, captions = self.predict_pairs(batch)
+            encoded = self.model.encoder(batch["image_a"], batch["image_b"])  # one pass for all that follows
+            mask_logits, captions = self.predict_pairs(batch, encoded)
             if self.evaluation.reference_nll and self.model.cc_head is not None:
-                self.evaluator.update_nll(stage, *self.reference_nll(batch))
+                self.evaluator.update_nll(stage, *self.reference_nll(batch, encoded))
         elif "mask" in batch:
             mask_logits = self.model(batch["image_a"], batch["image_b"], tasks=("cd",), encoder_grad=False).mask_logits
         else:

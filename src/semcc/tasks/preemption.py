@@ -77,7 +77,7 @@ class PreemptionCheckpoint(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
-        if self.save_at_end and not trainer.sanity_checking and not trainer.fast_dev_run:
+        if self.save_at_end and not trainer.fast_dev_run:
             trainer.save_checkpoint(self.checkpoint_path(trainer))  # every rank takes part; rank 0 writes
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
