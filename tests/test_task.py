@@ -181,12 +181,10 @@ def test_reference_nll_is_the_caption_loss_of_each_pairs_references(synth_root: 
     # without references is left out, and the same captions and masks.
     with_empty = {"image_a": torch.cat([images[0], images[0][:1]]), "image_b": torch.cat([images[1], images[1][:1]]),
                   "captions": [changed, list(NO_CHANGE_SENTENCES), []]}
-    with torch.no_grad():
-        encoded = task.model.encoder(with_empty["image_a"], with_empty["image_b"])
+    encoded = task.model.encode(with_empty["image_a"], with_empty["image_b"])
     shared, _ = task.reference_nll(with_empty, encoded)
     assert torch.allclose(shared, nll, rtol=1e-5)
-    with torch.no_grad():
-        encoded = task.model.encoder(batch["image_a"], batch["image_b"])
+    encoded = task.model.encode(batch["image_a"], batch["image_b"])
     masks, captions = task.predict_pairs(batch, encoded)
     masks_alone, captions_alone = task.predict_pairs(batch)
     assert captions == captions_alone and torch.allclose(masks, masks_alone, atol=1e-6)

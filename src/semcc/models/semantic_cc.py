@@ -92,6 +92,12 @@ class SemanticCC(nn.Module):
             cd, cc = self.neck(cd, cc)
         return cd, cc
 
+    @torch.no_grad()
+    def encode(self, image_a: torch.Tensor, image_b: torch.Tensor) -> BiTemporalFeatures:
+        """The encoder's output for a batch of pairs, without autograd: the ``encoded`` of :meth:`features`,
+        :meth:`predict` and :meth:`caption_candidates`, for several passes over the same batch."""
+        return self.encoder(image_a, image_b)
+
     def _check_tasks(self, tasks: Sequence[str]) -> None:
         for task in tasks:
             if task not in TASKS:

@@ -268,7 +268,7 @@ class SemanticCCTask(L.LightningModule):
                    for i in rows]
         image_a, image_b = batch["image_a"][rows], batch["image_b"][rows]
         if encoded is None:
-            encoded = self.model.encoder(image_a, image_b)
+            encoded = self.model.encode(image_a, image_b)
         elif len(rows) < len(batch["captions"]):
             encoded = BiTemporalFeatures(*(t[rows] for t in (encoded.cd_1, encoded.cd_2, encoded.cc_1, encoded.cc_2)))
         total = torch.zeros(len(rows), device=image_a.device)
@@ -287,7 +287,7 @@ class SemanticCCTask(L.LightningModule):
     def _eval_step(self, batch: dict, stage: str) -> None:
         captions = None
         if any(batch["captions"]):
-            encoded = self.model.encoder(batch["image_a"], batch["image_b"])  # one pass for all that follows
+            encoded = self.model.encode(batch["image_a"], batch["image_b"])  # one pass for all that follows
             mask_logits, captions = self.predict_pairs(batch, encoded)
             if self.evaluation.reference_nll and self.model.cc_head is not None:
                 self.evaluator.update_nll(stage, *self.reference_nll(batch, encoded))

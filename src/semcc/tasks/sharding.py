@@ -80,7 +80,7 @@ __all__ = [
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 #: Methods of SemanticCC called instead of ``forward`` (evaluation, prediction): they gather the root too.
-FORWARD_METHODS = ("predict", "generate")
+FORWARD_METHODS = ("predict", "generate", "encode")
 
 
 def _dtype(value: str | torch.dtype | None) -> torch.dtype | None:
