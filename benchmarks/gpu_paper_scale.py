@@ -17,7 +17,10 @@ SentencePiece would make them). It measures, in one run (generation first, on th
   half precision under autocast, so half precision is "as the paper"; bf16 has fp16's tensor-core rate);
 * caption generation, greedy: the authors' naive loop (batch 1, the whole sequence recomputed for every token,
   no KV cache; ``generate.naive_captions``), batch 1 with the KV cache, and batched with the KV cache (left
-  padding, ``ChangeCaptionHead.generate``): captions/s, and how many captions agree with the naive loop.
+  padding, ``ChangeCaptionHead.generate``): captions/s, and how many captions agree with the naive loop;
+  ``--check-fp32`` adds, at the end, the same agreement in float32 (no autocast, no TF32), where it must hold;
+* ``--compile``: training rows with ``compile_parts=["encoder", "neck"]`` at the largest batch that fitted (their
+  MFU uses the eager step's FLOP count: ``FlopCounterMode`` does not see all of a compiled graph's work).
 
 MFU = achieved FLOP/s / peak dense bf16 FLOP/s of the card (H100 SXM / H200: 989 TFLOP/s, H100 PCIe: 756,
 A100: 312; ``--peak-tflops`` overrides). FLOPs per sample are counted, not guessed: one step of each
@@ -140,8 +143,13 @@ def _free(device: torch.device, optimizer: torch.optim.Optimizer | None = None) 
 
 
 def training_rows(task: SemanticCCTask, args: argparse.Namespace, device: torch.device, captions: list[list[str]],
-                  deadline: float, peak: float | None, label: str = "eager") -> list[dict[str, Any]]:
-    """One row per (phase, batch size): step time, samples/s, peak memory, counted FLOPs and MFU."""
+                  deadline: float, peak: float | None, label: str = "eager",
+                  step_flops: dict[tuple[str, int], float] | None = None) -> list[dict[str, Any]]:
+    """One row per (phase, batch size): step time, samples/s, peak memory, counted FLOPs and MFU.
+
+    ``step_flops``: FLOPs per step by (phase label, batch) to use instead of this task's count (the compiled rows
+    take the eager step's: ``FlopCounterMode`` does not see all of a compiled graph's work).
+    """
     optimizer = build_optimizer(task)
     task.train()
     rows: list[dict[str, Any]] = []
@@ -160,6 +168,7 @@ def training_rows(task: SemanticCCTask, args: argparse.Namespace, device: torch.
             result: dict[str, Any] | None = None
             try:
                 flops = count_step_flops(task, optimizer, batch, "bf16")  # also the first warm-up step
+                flops = (step_flops or {}).get((row["phase"], bs), flops)
                 result = time_steps(task, optimizer, batch, "bf16", warmup=args.warmup, steps=args.steps,
                                     max_seconds=max(1.0, deadline - time.perf_counter()))
             except torch.OutOfMemoryError:
@@ -189,16 +198,27 @@ def training_rows(task: SemanticCCTask, args: argparse.Namespace, device: torch.
 
 @torch.no_grad()
 def generation_rows(task: SemanticCCTask, args: argparse.Namespace, device: torch.device,
-                    deadline: float) -> list[dict[str, Any]]:
-    """Captions/s: the naive loop (batch 1, no KV cache), batch 1 + KV cache, batched + KV cache."""
+                    deadline: float, fp32: bool = False) -> list[dict[str, Any]]:
+    """Captions/s: the naive loop (batch 1, no KV cache), batch 1 + KV cache, batched + KV cache.
+
+    ``fp32``: the agreement check. The model is turned to float32 and run without autocast and without TF32, and
+    only the naive loop and the batched path run, on ``--naive-pairs`` pairs. Under bf16 a random-init LLM's
+    nearly uniform next-token scores let rounding pick another argmax on another path, so "same as naive" in
+    the bf16 rows does not tell a cache bug from rounding; in float32 the two paths must agree.
+    """
     model = task.model
+    if fp32:
+        model.float()
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=not fp32)
     model.eval()
     head = model.cc_head
     assert head is not None
     max_new = args.max_new_tokens or head.max_new_tokens
     g = torch.Generator().manual_seed(0)
     images = torch.randn(2, args.gen_pairs, 3, 256, 256, generator=g).to(device)
-    with torch.autocast(device.type, dtype=torch.bfloat16):
+    with amp:
         f1, f2 = [], []
         for i in range(0, args.gen_pairs, args.gen_batch):
             _, (a, b) = model.features(images[0, i : i + args.gen_batch], images[1, i : i + args.gen_batch])
@@ -210,7 +230,7 @@ def generation_rows(task: SemanticCCTask, args: argparse.Namespace, device: torc
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with amp:
             out = fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -231,6 +251,9 @@ def generation_rows(task: SemanticCCTask, args: argparse.Namespace, device: torc
         ("batch 1 + KV cache", n_naive, lambda: batched(n_naive, 1)),
         (f"batched {args.gen_batch} + KV cache", args.gen_pairs, lambda: batched(args.gen_pairs, args.gen_batch)),
     ]
+    if fp32:
+        plans = [(f"float32: {plans[0][0]}", n_naive, plans[0][2]),
+                 (f"float32: batched {args.gen_batch} + KV cache", n_naive, lambda: batched(n_naive, args.gen_batch))]
     reference: list[str] | None = None
     for label, n, fn in plans:
         if time.perf_counter() > deadline:
@@ -265,6 +288,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="also train with compile_parts=['encoder', 'neck'] at the largest batch that fitted")
     parser.add_argument("--peak-tflops", type=float, help="peak dense bf16 TFLOP/s (default: from the card name)")
     parser.add_argument("--max-seconds", type=float, default=420.0, help="time budget of the measurements")
+    parser.add_argument("--check-fp32", action="store_true",
+                        help="last: the model in float32, naive loop vs batched + KV cache on --naive-pairs pairs")
     add_json_argument(parser, "gpu_paper_scale.json")
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -294,7 +319,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             compiled.configure_model()
             sub = argparse.Namespace(**{**vars(args), "batch_sizes": [max(fitted)]})
             train += training_rows(compiled, sub, device, captions, deadline, peak,
-                                   label="torch.compile encoder+neck")
+                                   label="torch.compile encoder+neck",
+                                   step_flops={(r["phase"], r["batch"]): r["gflop_per_sample"] * 1e9 * r["batch"]
+                                               for r in train if r.get("status") == "ok"})
+
+    if args.check_fp32:
+        gen += generation_rows(task, args, device, float("inf"), fp32=True)
 
     dtype = "bf16 weights (trainable fp32) under bf16 autocast"
     notes = [
@@ -303,7 +333,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"MFU against {peak} TFLOP/s dense bf16 ({card})" if peak else f"no MFU: no bf16 peak known for {card}",
         "FLOPs/sample: FlopCounterMode over one step (2 x multiply-adds of matmul/conv/attention, forward + the "
         "backward that runs) = 2PT frozen forward-only, 4PT frozen with gradient through, 6PT trained (P params, "
-        "T tokens)",
+        "T tokens); compiled rows: the eager step's count at the same phase and batch",
         f"peak memory: {next((r['memory'] for r in train if r.get('memory')), '-')}",
         f"total {time.perf_counter() - start:.0f} s (budget --max-seconds {args.max_seconds:.0f})",
     ]

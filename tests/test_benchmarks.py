@@ -102,3 +102,19 @@ def test_last_validation_merges_the_last_epoch(tmp_path: Path) -> None:
     val = fit_tiny.last_validation(csv)
     assert val["val/cd_f1"] == 0.4 and val["val/cc_bleu_4"] == 0.3 and val["val/floor_constant_bleu_4"] == 0.5
     assert val["epoch"] == 1 and val["step"] == 19
+
+
+def test_gpu_paper_scale_runs_on_the_cpu_with_exact_fp32_generation(tmp_path: Path, one_thread: None) -> None:
+    """The GPU script's code path on the mini preset: a training row with counted FLOPs, and in float32 the batched
+    KV-cache captions equal to the naive loop's (``--compile`` is left to the CPU dry run in benchmarks/README.md:
+    inductor's C++ build would double this test's time)."""
+    import gpu_paper_scale
+
+    out = gpu_paper_scale.main(["--preset", "mini", "--device", "cpu", "--batch-sizes", "2", "--phases", "cd",
+                                "--steps", "1", "--warmup", "0", "--check-fp32", "--gen-pairs", "3",
+                                "--gen-batch", "3", "--naive-pairs", "3", "--json", str(tmp_path / "g.json")])
+    (row,) = out["training"]
+    assert row["status"] == "ok" and row["gflop_per_sample"] > 0 and row["samples_per_s"] > 0
+    fp32 = [r for r in out["generation"] if r["path"].startswith("float32")]
+    assert [r["pairs"] for r in fp32] == [3, 3] and all(r["same_as_naive"] == "3/3" for r in fp32)
+    assert json.loads((tmp_path / "g.json").read_text())["generation"][-1]["path"].startswith("float32: batched")
