@@ -224,8 +224,36 @@ def test_predictor_reports_consistency_and_decodes_consistently(tiny_checkpoint:
         assert c.candidates[0] == c.caption and g.caption in c.candidates
         assert len(c.consistency.disagreements) <= len(g.consistency.disagreements)
         assert consistency_rank(c.candidates, c.consistency.mask)[0] == 0
+        assert "the scene is the same as before" in c.candidates  # tiny's no_change_caption joins the pool
     with pytest.raises(ValueError, match="decoding"):
         Predictor.from_checkpoint(tiny_checkpoint, decoding="best")
+
+
+def test_the_no_change_sentence_is_a_candidate_that_wins_only_where_the_mask_shows_no_change(
+        tiny_checkpoint: Path) -> None:
+    """Consistency-aware decoding with ``no_change_candidate``: a look-alike change (every generated candidate
+    describes a change, the mask shows none) is captioned with the task's no-change sentence; where the mask shows a
+    change, a candidate that agrees with it wins; the option off (or no ``no_change_caption``) adds nothing."""
+    from dataclasses import replace
+
+    from semcc.inference import Predictor
+    from semcc.metrics.consistency import choose_consistent
+    from semcc.tasks.loading import load_task
+
+    fixed = "the scene is the same as before"
+    empty = np.zeros((64, 64), np.uint8)
+    house = empty.copy()
+    house[20:36, 20:36] = 1
+    generated = ["a house is built in the middle", "two houses are built"]
+    for mask, chosen in ((empty, fixed), (house, generated[0])):
+        caption, ranked = choose_consistent(generated[0], [*generated[1:], fixed], summarize_mask(mask, {1: "change"}))
+        assert caption == chosen and set(ranked) == {*generated, fixed}
+    task = load_task(tiny_checkpoint)
+    assert task.hparams.no_change_caption == fixed and task.evaluation.no_change_candidate  # tiny's defaults
+    assert task.no_change_candidates() == [fixed] and Predictor(task).no_change_candidates == [fixed]
+    task.evaluation = replace(task.evaluation, no_change_candidate=False)
+    assert task.no_change_candidates() == [] and Predictor(task).no_change_candidates == []
+    assert Predictor(task.model).no_change_candidates == []  # a bare model knows no fixed sentence
 
 
 # ------------------------------------------------------------------------------------------------ commands

@@ -239,8 +239,9 @@ class Predictor:
             ``"consistent"``: consistency-aware decoding (beyond the paper; issue 13). The candidates are the greedy
             caption and, for every instruction, its ``beams`` best beam-search captions; the one with the fewest
             disagreements with the pair's predicted mask wins (:func:`semcc.metrics.consistency.consistency_rank`;
-            ties keep the greedy caption). Costs a second caption pass. Default: the task's setting
-            (``model.evaluation.decoding``), else greedy.
+            ties keep the greedy caption). A task trained with a ``no_change_caption`` adds that sentence to the
+            candidates unless its ``evaluation.no_change_candidate`` is off (a bare model adds none). Costs a
+            second caption pass. Default: the task's setting (``model.evaluation.decoding``), else greedy.
         beams: beams per instruction for ``decoding="consistent"`` (default: the task's, else 2).
     """
 
@@ -291,6 +292,8 @@ class Predictor:
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
         self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
         self.decoding, self.beams = decoding, int(beams)
+        no_change = getattr(task_or_model, "no_change_candidates", None)
+        self.no_change_candidates: list[str] = no_change() if callable(no_change) else []
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:
@@ -376,7 +379,7 @@ class Predictor:
             more = self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
                                                  max_new_tokens=self.max_new_tokens, beams=self.beams)
             for i, extra in enumerate(more):
-                candidates[i] = extra
+                candidates[i] = [*extra, *self.no_change_candidates]
         return list(zip(captions, mask_logits, candidates, strict=True))
 
     def _result(

@@ -54,6 +54,11 @@ class EvalConfig:
             with the pair's predicted mask (:func:`semcc.metrics.consistency.choose_consistent`); pairs without a
             CD head's mask keep the greedy caption. ``semcc caption`` and ``Predictor`` default to the run's value.
         beams: beams per instruction for ``decoding="consistent"``.
+        no_change_candidate: with ``decoding="consistent"``, the task's ``no_change_caption`` (when set: the one
+            sentence the model was trained to say for unchanged pairs) joins every pair's candidates, so that a pair
+            whose mask shows no change, while every generated candidate describes one, is captioned as unchanged
+            (a look-alike change: illumination, season, haze, misregistration). Where the mask shows a change the
+            sentence disagrees with it and is never chosen over a candidate that agrees.
         reference_nll: also score the references by the model: the teacher-forced negative log-likelihood per
             caption token of each reference (L_cc of Eq. 9 on held-out captions; a no-change pair on the
             task's ``no_change_caption`` when set, as in training), averaged over a pair's references and over
@@ -71,6 +76,7 @@ class EvalConfig:
     write_report: bool = True
     decoding: str = "greedy"
     beams: int = 2
+    no_change_candidate: bool = True
     reference_nll: bool = True
 
     def __post_init__(self) -> None:
@@ -81,7 +87,7 @@ class EvalConfig:
 
     #: What a checkpoint keeps of the evaluation settings (the others are options of each run, so that, say,
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
-    STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams")
+    STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "no_change_candidate")
 
 
 class Evaluator(nn.Module):

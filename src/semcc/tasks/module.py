@@ -251,9 +251,16 @@ class SemanticCCTask(L.LightningModule):
             )
             masks = class_mask(mask_logits).cpu().numpy()
             classes = mask_class_names(max(2, self.model.cd_head.num_classes))
-            captions = [choose_consistent(c, more, summarize_mask(m, classes))[0]
+            extra = self.no_change_candidates()
+            captions = [choose_consistent(c, [*more, *extra], summarize_mask(m, classes))[0]
                         for c, more, m in zip(captions, candidates, masks, strict=True)]
         return mask_logits, captions
+
+    def no_change_candidates(self) -> list[str]:
+        """``[no_change_caption]`` when it is set and ``evaluation.no_change_candidate`` is on, else ``[]``: what
+        consistency-aware decoding adds to every pair's generated candidates (see :class:`EvalConfig`)."""
+        fixed = self.hparams.no_change_caption
+        return [fixed] if fixed and self.evaluation.no_change_candidate else []
 
     @torch.no_grad()
     def reference_nll(self, batch: dict, encoded: BiTemporalFeatures | None = None,
