@@ -56,6 +56,7 @@ def test_plain_ddp_fit_runs_and_prints_once(tiny_cli_args, tmp_path: Path) -> No
     assert out.count("semcc: DDP set to find_unused_parameters=True") == 1
     assert out.count("semcc: last checkpoint") == 1 and out.count("semcc: logs and metrics go to") == 1
     assert "Tip: For seamless cloud" not in out and "LeafSpec" not in out  # quiet console: no advert, no noise
+    assert "terminate called" not in out  # the gloo group is closed before exit (semcc.cli.close_process_group)
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 6
     # `semcc test` on 2 processes too: rank 0 writes the report (the log folder is asked on every rank).

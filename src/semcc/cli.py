@@ -36,7 +36,8 @@ from semcc.data.datamodule import SemanticCCDataModule
 from semcc.tasks.module import SemanticCCTask
 from semcc.tasks.writer import CaptionMaskWriter
 
-__all__ = ["CONFIG_DIR", "SemanticCCCLI", "check_ckpt_path", "quiet_console", "rank_zero_print", "run_lightning_cli"]
+__all__ = ["CONFIG_DIR", "SemanticCCCLI", "check_ckpt_path", "close_process_group", "quiet_console", "rank_zero_print",
+           "run_lightning_cli"]
 
 #: The shipped configs (``configs/`` at the repository root links here).
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -224,6 +225,18 @@ class SemanticCCCLI(LightningCLI):
 def rank_zero_print(message: str) -> None:
     """``print`` on the global rank 0 only (one line per run, not one per DDP rank)."""
     print(message)
+
+
+def close_process_group() -> None:
+    """After a finished run, wait for every rank and destroy ``torch.distributed``'s default process group, if one is
+    open. Lightning destroys an NCCL group at exit but leaves a gloo one (DDP on CPUs) to the interpreter's shutdown,
+    where its threads can abort a run that has already finished ("terminate called without an active exception",
+    exit status -6)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def run_lightning_cli(args: Sequence[str]) -> SemanticCCCLI:

@@ -15,7 +15,8 @@ __all__ = ["run"]
 
 def run(subcommand: str, argv: Sequence[str]) -> int:
     """Run the LightningCLI ``subcommand`` (``fit``, ``validate``, ``test`` or ``predict``) with ``argv``."""
-    from semcc.cli import run_lightning_cli
+    from semcc.cli import close_process_group, run_lightning_cli
 
     run_lightning_cli([subcommand, *argv])
+    close_process_group()
     return 0
