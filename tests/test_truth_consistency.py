@@ -251,8 +251,10 @@ def test_the_no_change_sentence_is_a_candidate_that_wins_only_where_the_mask_sho
     task = load_task(tiny_checkpoint)
     assert task.hparams.no_change_caption == fixed and task.evaluation.no_change_candidate  # tiny's defaults
     assert task.no_change_candidates() == [fixed] and Predictor(task).no_change_candidates == [fixed]
+    assert Predictor(task, no_change_candidate=False).no_change_candidates == []
     task.evaluation = replace(task.evaluation, no_change_candidate=False)
     assert task.no_change_candidates() == [] and Predictor(task).no_change_candidates == []
+    assert Predictor(task, no_change_candidate=True).no_change_candidates == [fixed]
     assert Predictor(task.model).no_change_candidates == []  # a bare model knows no fixed sentence
 
 

@@ -243,6 +243,9 @@ class Predictor:
             candidates unless its ``evaluation.no_change_candidate`` is off (a bare model adds none). Costs a
             second caption pass. Default: the task's setting (``model.evaluation.decoding``), else greedy.
         beams: beams per instruction for ``decoding="consistent"`` (default: the task's, else 2).
+        no_change_candidate: add the task's ``no_change_caption`` to the candidates of ``decoding="consistent"``
+            (default: the task's ``evaluation.no_change_candidate``; a bare model, or a task without the sentence,
+            adds nothing either way).
     """
 
     def __init__(
@@ -260,6 +263,7 @@ class Predictor:
         ensemble: bool | None = None,
         decoding: Literal["greedy", "consistent"] | None = None,
         beams: int | None = None,
+        no_change_candidate: bool | None = None,
     ) -> None:
         model = getattr(task_or_model, "model", task_or_model)
         if not isinstance(model, SemanticCC):
@@ -293,7 +297,7 @@ class Predictor:
         self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
         self.decoding, self.beams = decoding, int(beams)
         no_change = getattr(task_or_model, "no_change_candidates", None)
-        self.no_change_candidates: list[str] = no_change() if callable(no_change) else []
+        self.no_change_candidates: list[str] = no_change(no_change_candidate) if callable(no_change) else []
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, device: str | torch.device = "cpu", **kwargs: Any) -> Predictor:

@@ -256,11 +256,13 @@ class SemanticCCTask(L.LightningModule):
                         for c, more, m in zip(captions, candidates, masks, strict=True)]
         return mask_logits, captions
 
-    def no_change_candidates(self) -> list[str]:
-        """``[no_change_caption]`` when it is set and ``evaluation.no_change_candidate`` is on, else ``[]``: what
-        consistency-aware decoding adds to every pair's generated candidates (see :class:`EvalConfig`)."""
+    def no_change_candidates(self, enabled: bool | None = None) -> list[str]:
+        """``[no_change_caption]`` when it is set and ``enabled`` (default: ``evaluation.no_change_candidate``) is
+        on, else ``[]``: what consistency-aware decoding adds to every pair's generated candidates (see
+        :class:`EvalConfig`)."""
         fixed = self.hparams.no_change_caption
-        return [fixed] if fixed and self.evaluation.no_change_candidate else []
+        on = self.evaluation.no_change_candidate if enabled is None else enabled
+        return [fixed] if fixed and on else []
 
     @torch.no_grad()
     def reference_nll(self, batch: dict, encoded: BiTemporalFeatures | None = None,
