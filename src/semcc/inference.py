@@ -240,8 +240,8 @@ class Predictor:
             caption and, for every instruction, its ``beams`` best beam-search captions; the one with the fewest
             disagreements with the pair's predicted mask wins (:func:`semcc.metrics.consistency.consistency_rank`;
             ties keep the greedy caption). A task trained with a ``no_change_caption`` adds that sentence to the
-            candidates unless its ``evaluation.no_change_candidate`` is off (a bare model adds none). Costs a
-            second caption pass. Default: the task's setting (``model.evaluation.decoding``), else greedy.
+            candidates (see ``no_change_candidate``; a bare model adds none). Costs a second caption pass.
+            Default: the task's setting (``model.evaluation.decoding``), else greedy.
         beams: beams per instruction for ``decoding="consistent"`` (default: the task's, else 2).
         no_change_candidate: add the task's ``no_change_caption`` to the candidates of ``decoding="consistent"``
             (default: the task's ``evaluation.no_change_candidate``; a bare model, or a task without the sentence,

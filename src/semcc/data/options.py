@@ -137,7 +137,7 @@ class AugmentConfig:
     pair has N fixed augmented versions (seeded by its name and the view), one picked at random per read, which
     the cache stores like any pair: the encoder then runs N times per pair and phase run instead of once, and
     the cache holds N times the pairs. ``configs/tiny.yaml`` augments phase i's LEVIR-CD crops only
-    (``sources: [cd]``); 0.3 augmented every source with ``views: 2``, which cost it a slower fit and n-gram scores.
+    (``sources: [cd]``); 0.3 augmented every source with ``views: 2``, in a slower fit.
 
     Args:
         enabled: apply the augmentations (default: off).

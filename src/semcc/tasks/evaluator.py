@@ -58,7 +58,8 @@ class EvalConfig:
             sentence the model was trained to say for unchanged pairs) joins every pair's candidates, so that a pair
             whose mask shows no change, while every generated candidate describes one, is captioned as unchanged
             (a look-alike change: illumination, season, haze, misregistration). Where the mask shows a change the
-            sentence disagrees with it and is never chosen over a candidate that agrees.
+            sentence has one disagreement with it (the change), so it loses to any candidate with none, but it wins
+            where every generated candidate disagrees with the mask on more points (count, place).
         reference_nll: also score the references by the model: the teacher-forced negative log-likelihood per
             caption token of each reference (L_cc of Eq. 9 on held-out captions; a no-change pair on the
             task's ``no_change_caption`` when set, as in training), averaged over a pair's references and over
