@@ -224,16 +224,19 @@ def test_predictor_reports_consistency_and_decodes_consistently(tiny_checkpoint:
         assert c.candidates[0] == c.caption and g.caption in c.candidates
         assert len(c.consistency.disagreements) <= len(g.consistency.disagreements)
         assert consistency_rank(c.candidates, c.consistency.mask)[0] == 0
-        assert "the scene is the same as before" in c.candidates  # tiny's no_change_caption joins the pool
+        if not c.consistency.mask.changed:  # tiny's no_change_caption joins the pool where the mask shows no change
+            assert "the scene is the same as before" in c.candidates
     with pytest.raises(ValueError, match="decoding"):
         Predictor.from_checkpoint(tiny_checkpoint, decoding="best")
 
 
-def test_the_no_change_sentence_is_a_candidate_that_wins_only_where_the_mask_shows_no_change(
+def test_the_no_change_sentence_is_a_candidate_only_where_the_mask_shows_no_change(
         tiny_checkpoint: Path) -> None:
     """Consistency-aware decoding with ``no_change_candidate``: a look-alike change (every generated candidate
     describes a change, the mask shows none) is captioned with the task's no-change sentence; where the mask shows a
-    change, a candidate that agrees with it wins; the option off (or no ``no_change_caption``) adds nothing."""
+    change the sentence is not offered, not even when every generated candidate disagrees with the mask on more
+    points than its one (count and place against the change); the option off (or no ``no_change_caption``) adds
+    nothing."""
     from dataclasses import replace
 
     from semcc.inference import Predictor
@@ -243,11 +246,18 @@ def test_the_no_change_sentence_is_a_candidate_that_wins_only_where_the_mask_sho
     fixed = "the scene is the same as before"
     empty = np.zeros((64, 64), np.uint8)
     house = empty.copy()
-    house[20:36, 20:36] = 1
+    house[26:38, 26:38] = 1  # one component at the centre
     generated = ["a house is built in the middle", "two houses are built"]
-    for mask, chosen in ((empty, fixed), (house, generated[0])):
-        caption, ranked = choose_consistent(generated[0], [*generated[1:], fixed], summarize_mask(mask, {1: "change"}))
-        assert caption == chosen and set(ranked) == {*generated, fixed}
+    for mask, chosen, pool in ((empty, fixed, {*generated, fixed}), (house, generated[0], set(generated))):
+        caption, ranked = choose_consistent(generated[0], generated[1:], summarize_mask(mask, {1: "change"}),
+                                            no_change=[fixed])
+        assert caption == chosen and set(ranked) == pool
+    wrong = "two houses are built at the top"  # two disagreements with the house: count and place
+    summary = summarize_mask(house, {1: "change"})
+    assert len(check_consistency(wrong, summary).disagreements) == 2
+    assert len(check_consistency(fixed, summary).disagreements) == 1
+    assert choose_consistent(wrong, [], summary, no_change=[fixed]) == (wrong, [wrong])
+    assert choose_consistent(wrong, [fixed], summary)[0] == fixed  # a generated no-change caption still competes
     task = load_task(tiny_checkpoint)
     assert task.hparams.no_change_caption == fixed and task.evaluation.no_change_candidate  # tiny's defaults
     assert task.no_change_candidates() == [fixed] and Predictor(task).no_change_candidates == [fixed]

@@ -240,12 +240,13 @@ class Predictor:
             caption and, for every instruction, its ``beams`` best beam-search captions; the one with the fewest
             disagreements with the pair's predicted mask wins (:func:`semcc.metrics.consistency.consistency_rank`;
             ties keep the greedy caption). A task trained with a ``no_change_caption`` adds that sentence to the
-            candidates (see ``no_change_candidate``; a bare model adds none). Costs a second caption pass.
+            candidates of a pair whose mask shows no change (see ``no_change_candidate``; a bare model adds none).
+            Costs a second caption pass.
             Default: the task's setting (``model.evaluation.decoding``), else greedy.
         beams: beams per instruction for ``decoding="consistent"`` (default: the task's, else 2).
         no_change_candidate: add the task's ``no_change_caption`` to the candidates of ``decoding="consistent"``
-            (default: the task's ``evaluation.no_change_candidate``; a bare model, or a task without the sentence,
-            adds nothing either way).
+            where the pair's mask shows no change (default: the task's ``evaluation.no_change_candidate``; a bare
+            model, or a task without the sentence, adds nothing either way).
     """
 
     def __init__(
@@ -383,7 +384,7 @@ class Predictor:
             more = self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
                                                  max_new_tokens=self.max_new_tokens, beams=self.beams)
             for i, extra in enumerate(more):
-                candidates[i] = [*extra, *self.no_change_candidates]
+                candidates[i] = list(extra)
         return list(zip(captions, mask_logits, candidates, strict=True))
 
     def _result(
@@ -398,7 +399,8 @@ class Predictor:
         if caption is not None:
             summary = summarize_mask(result.mask, self.mask_classes)  # once: for the choice and the report
             if candidates is not None:
-                result.caption, result.candidates = choose_consistent(caption, candidates, summary)
+                result.caption, result.candidates = choose_consistent(caption, candidates, summary,
+                                                                      no_change=self.no_change_candidates)
             result.consistency = check_consistency(result.caption or "", summary)
         if probability:
             prob = torch.sigmoid(logit[0]) if logit.shape[0] == 1 else 1 - torch.softmax(logit, 0)[0]

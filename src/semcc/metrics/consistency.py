@@ -179,10 +179,15 @@ def mask_class_names(num_classes: int) -> dict[int, str]:
     return {i: f"class{i}" for i in range(1, num_classes)}
 
 
-def choose_consistent(first: str, candidates: Sequence[str], mask: MaskSummary) -> tuple[str, list[str]]:
+def choose_consistent(
+    first: str, candidates: Sequence[str], mask: MaskSummary, *, no_change: Sequence[str] = ()
+) -> tuple[str, list[str]]:
     """Consistency-aware decoding for one pair: ``(chosen caption, candidates ranked)``. The candidates are ``first``
-    (the greedy caption, which wins ties) and ``candidates`` without repeats; ``mask`` summarises the pair's
-    predicted mask (:func:`~semcc.metrics.truth.summarize_mask` with :func:`mask_class_names`)."""
-    pool = list(dict.fromkeys([first, *candidates]))
+    (the greedy caption, which wins ties), ``candidates`` and, only where the mask shows no change
+    (``mask.changed`` false), the ``no_change`` sentences, without repeats; ``mask`` summarises the pair's predicted
+    mask (:func:`~semcc.metrics.truth.summarize_mask` with :func:`mask_class_names`). Where the mask marks a change
+    a no-change sentence would contradict it, so it is not offered there (the model's own candidates still may
+    say no change)."""
+    pool = list(dict.fromkeys([first, *candidates, *(() if mask.changed else no_change)]))
     ranked = [pool[i] for i in consistency_rank(pool, mask)]
     return ranked[0], ranked

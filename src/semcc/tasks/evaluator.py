@@ -55,11 +55,10 @@ class EvalConfig:
             CD head's mask keep the greedy caption. ``semcc caption`` and ``Predictor`` default to the run's value.
         beams: beams per instruction for ``decoding="consistent"``.
         no_change_candidate: with ``decoding="consistent"``, the task's ``no_change_caption`` (when set: the one
-            sentence the model was trained to say for unchanged pairs) joins every pair's candidates, so that a pair
-            whose mask shows no change, while every generated candidate describes one, is captioned as unchanged
-            (a look-alike change: illumination, season, haze, misregistration). Where the mask shows a change the
-            sentence has one disagreement with it (the change), so it loses to any candidate with none, but it wins
-            where every generated candidate disagrees with the mask on more points (count, place).
+            sentence the model was trained to say for unchanged pairs) joins the candidates of each pair whose mask
+            shows no change, so that such a pair is captioned as unchanged even when every generated candidate
+            describes a change (a look-alike change: illumination, season, haze, misregistration). It is not
+            offered where the mask marks a change (``MaskSummary.changed``): there it would contradict the mask.
         reference_nll: also score the references by the model: the teacher-forced negative log-likelihood per
             caption token of each reference (L_cc of Eq. 9 on held-out captions; a no-change pair on the
             task's ``no_change_caption`` when set, as in training), averaged over a pair's references and over

@@ -252,14 +252,14 @@ class SemanticCCTask(L.LightningModule):
             masks = class_mask(mask_logits).cpu().numpy()
             classes = mask_class_names(max(2, self.model.cd_head.num_classes))
             extra = self.no_change_candidates()
-            captions = [choose_consistent(c, [*more, *extra], summarize_mask(m, classes))[0]
+            captions = [choose_consistent(c, more, summarize_mask(m, classes), no_change=extra)[0]
                         for c, more, m in zip(captions, candidates, masks, strict=True)]
         return mask_logits, captions
 
     def no_change_candidates(self, enabled: bool | None = None) -> list[str]:
         """``[no_change_caption]`` when it is set and ``enabled`` (default: ``evaluation.no_change_candidate``) is
-        on, else ``[]``: what consistency-aware decoding adds to every pair's generated candidates (see
-        :class:`EvalConfig`)."""
+        on, else ``[]``: what consistency-aware decoding adds to the generated candidates of each pair whose mask
+        shows no change (``choose_consistent(..., no_change=)``; see :class:`EvalConfig`)."""
         fixed = self.hparams.no_change_caption
         on = self.evaluation.no_change_candidate if enabled is None else enabled
         return [fixed] if fixed and on else []
