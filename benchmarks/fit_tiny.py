@@ -9,16 +9,21 @@ whose caption is right about change vs no change) beside the two caption floors 
 (``val/floor_constant_*``, ``val/floor_oracle_constant_*``). ``--fresh`` gives the fit an empty temporary
 ``HOME``, so SynthLEVIR is generated again (its time is part of the wall time).
 
-The full fit (5 epochs, about 6 minutes on 2 idle cores): ``python benchmarks/fit_tiny.py [--fresh]``.
+A second table says where the wall time went (``_phase_timer.PhaseTimer``, added to the fit): the start-up (from
+the launch to the first training batch: imports, SynthLEVIR, model), each phase of Sec. III-F (summed over the
+epochs: batches, seconds, seconds per batch), the validations, and the rest (checkpoints, exit).
+
+The full fit (2 epochs; README, "Quick start", for its time): ``python benchmarks/fit_tiny.py [--fresh]``.
 A short check (one epoch of 5 batches, then validation):
 ``python benchmarks/fit_tiny.py -- --trainer.max_epochs 1 --trainer.limit_train_batches 5
---trainer.check_val_every_n_epoch 1`` (configs/tiny.yaml validates every 5 epochs only).
+--trainer.check_val_every_n_epoch 1`` (configs/tiny.yaml validates after its second epoch only).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +36,9 @@ from _common import add_json_argument, report
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "tiny.yaml"
+HERE = Path(__file__).resolve().parent
+#: Names of the phases (strategies.PHASES) in the time table.
+PHASE_NAMES = {"cd": "phase i (cd)", "cc": "phase ii (cc)", "joint": "phase iii (joint)"}
 
 #: (label, run key, floor key suffix) of the table; floors are ``val/floor_{constant,oracle_constant}_<suffix>``.
 METRICS: tuple[tuple[str, str, str | None], ...] = (
@@ -67,21 +75,55 @@ def last_validation(metrics_csv: Path) -> dict[str, float]:
     return out
 
 
+def time_table(times: dict[str, Any], launched: float, exited: float) -> list[dict[str, Any]]:
+    """Rows of where the wall time went, from a :class:`_phase_timer.PhaseTimer` file's ``times`` and the
+    launch / exit ``time.time()`` of the process: start-up, each phase (summed over epochs), validation, the rest."""
+    runs, vals = times.get("runs", []), times.get("validations", [])
+    first = min((r["start"] for r in runs), default=times.get("fit_start", launched))
+    rows: list[dict[str, Any]] = [{"part": "start-up (to the first training batch)", "runs": 1, "batches": None,
+                                   "seconds": first - launched}]
+    order = [p for p in PHASE_NAMES if any(r["phase"] == p for r in runs)]
+    order += sorted({r["phase"] for r in runs} - set(order))
+    for phase in order:
+        mine = [r for r in runs if r["phase"] == phase]
+        seconds, batches = sum(r["end"] - r["start"] for r in mine), sum(r["batches"] for r in mine)
+        rows.append({"part": PHASE_NAMES.get(phase, phase), "runs": len(mine), "batches": batches,
+                     "seconds": seconds, "s_per_batch": seconds / batches if batches else None})
+    done = [v for v in vals if v["end"] == v["end"]]  # NaN: a validation that never ended
+    if done:
+        rows.append({"part": "validation", "runs": len(done), "batches": None,
+                     "seconds": sum(v["end"] - v["start"] for v in done)})
+    counted = sum(r["seconds"] for r in rows)
+    rows.append({"part": "the rest (between phases, checkpoints, exit)", "runs": None, "batches": None,
+                 "seconds": (exited - launched) - counted})
+    rows.append({"part": "wall time", "runs": None, "batches": None, "seconds": exited - launched})
+    for row in rows:
+        row["seconds"] = round(row["seconds"], 1)
+        if row.get("s_per_batch") is not None:
+            row["s_per_batch"] = round(row["s_per_batch"], 3)
+    return rows
+
+
 def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG) -> tuple[float, Path]:
-    """Run the fit with logs under ``out``; returns (wall seconds, metrics.csv path)."""
+    """Run the fit with logs under ``out`` and a :class:`_phase_timer.PhaseTimer` writing ``out/phase_times.json``;
+    returns (wall seconds, metrics.csv path)."""
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     home = None
     if fresh:
         home = tempfile.TemporaryDirectory(prefix="semcc-home-")
         env["HOME"] = home.name
+    timer = json.dumps({"class_path": "_phase_timer.PhaseTimer", "init_args": {"path": str(out / "phase_times.json")}})
     cmd = [sys.executable, "-m", "semcc.main", "fit", "--config", str(config),
-           "--trainer.default_root_dir", str(out), "--trainer.logger.init_args.save_dir", str(out), *extra]
+           "--trainer.default_root_dir", str(out), "--trainer.logger.init_args.save_dir", str(out), *extra,
+           f"--trainer.callbacks+={timer}"]
     print("running:", " ".join(cmd), flush=True)
-    start = time.perf_counter()
+    start, launched = time.perf_counter(), time.time()
     try:
         subprocess.run(cmd, check=True, env=env, cwd=REPO)
     finally:
         wall = time.perf_counter() - start
+        (out / "launch.json").write_text(json.dumps({"launched": launched, "exited": launched + wall}))
         if home is not None:
             home.cleanup()
     found = sorted(out.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
@@ -120,14 +162,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"metrics: {metrics_csv}",
     ]
     if not any(r["run"] is not None for r in rows):
-        notes.append("no validation was logged: configs/tiny.yaml validates every 5 epochs "
+        notes.append("no validation was logged: configs/tiny.yaml validates after its second epoch only "
                      "(add --trainer.check_val_every_n_epoch 1 to a shorter run)")
     columns = {"metric": "metric", "run": "tiny run", "constant": "constant floor",
                "oracle_constant": "oracle-constant floor"}
+    times_file, launch = out / "phase_times.json", json.loads((out / "launch.json").read_text())
+    if not times_file.is_file():
+        raise FileNotFoundError(f"{times_file}: the fit wrote no phase times")
+    times = time_table(json.loads(times_file.read_text()), launch["launched"], launch["exited"])
     report("semcc fit, tiny", rows, columns,
            json_path=args.json, notes=notes,
-           extra={"wall_s": round(wall, 1), "fresh": args.fresh, "extra_args": extra, "validation": val})
-    return {"wall_s": wall, "validation": val}
+           extra={"wall_s": round(wall, 1), "fresh": args.fresh, "extra_args": extra, "validation": val,
+                  "times": times})
+    report("where the wall time went", times,
+           {"part": "part", "runs": "runs", "batches": "batches", "seconds": "seconds", "s_per_batch": "s / batch"},
+           json_path=None, notes=[f"phase times: {times_file}"])
+    return {"wall_s": wall, "validation": val, "times": times}
 
 
 if __name__ == "__main__":

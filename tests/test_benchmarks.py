@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,46 @@ def test_gpu_paper_scale_runs_on_the_cpu_with_exact_fp32_generation(tmp_path: Pa
     fp32 = [r for r in out["generation"] if r["path"].startswith("float32")]
     assert [r["pairs"] for r in fp32] == [3, 3] and all(r["same_as_naive"] == "3/3" for r in fp32)
     assert json.loads((tmp_path / "g.json").read_text())["generation"][-1]["path"].startswith("float32: batched")
+
+
+def test_time_table_sums_phase_runs_over_epochs() -> None:
+    """fit_tiny's time table on hand-made PhaseTimer stamps: each phase summed over its runs (two epochs), the
+    start-up from the launch to the first batch, a validation that never ended left out, the rest to the wall."""
+    runs = [{"phase": "cd", "epoch": 0, "batches": 4, "start": 10.0, "end": 14.0},
+            {"phase": "cc", "epoch": 0, "batches": 8, "start": 14.5, "end": 16.5},
+            {"phase": "cd", "epoch": 1, "batches": 4, "start": 17.0, "end": 21.0}]
+    vals = [{"epoch": 1, "start": 21.0, "end": 24.0}, {"epoch": 2, "start": 25.0, "end": float("nan")}]
+    rows = fit_tiny.time_table({"runs": runs, "validations": vals}, launched=2.0, exited=30.0)
+    parts = {r["part"]: r for r in rows}
+    assert parts["start-up (to the first training batch)"]["seconds"] == 8.0
+    assert parts["phase i (cd)"] == {"part": "phase i (cd)", "runs": 2, "batches": 8, "seconds": 8.0,
+                                     "s_per_batch": 1.0}
+    assert parts["phase ii (cc)"]["seconds"] == 2.0 and parts["phase ii (cc)"]["s_per_batch"] == 0.25
+    assert parts["validation"]["runs"] == 1 and parts["validation"]["seconds"] == 3.0
+    assert parts["the rest (between phases, checkpoints, exit)"]["seconds"] == 7.0
+    assert parts["wall time"]["seconds"] == 28.0 and "phase iii (joint)" not in parts
+
+
+@pytest.mark.slow
+def test_phase_timer_times_every_phase_of_a_real_fit(tiny_cli_args, tmp_path: Path) -> None:
+    """fit_tiny's time table from a real `semcc fit` (64 px, one short epoch) with its PhaseTimer: one run of each
+    phase of Sec. III-F, together the optimiser steps of the fit's checkpoint, a validation, and parts that add
+    up to the wall time. Slow (a fit of its own: about 40 s)."""
+    from semcc.main import main
+
+    run = tmp_path / "run"
+    timer = json.dumps({"class_path": "_phase_timer.PhaseTimer", "init_args": {"path": str(run / "t.json")}})
+    launched = time.time()
+    assert main(["fit", *tiny_cli_args(run), f"--trainer.callbacks+={timer}"]) == 0
+    exited = time.time()
+    times = json.loads((run / "t.json").read_text())
+    assert [r["phase"] for r in times["runs"]] == ["cd", "cc", "joint"]
+    steps = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    assert all(r["batches"] > 0 for r in times["runs"]) and sum(r["batches"] for r in times["runs"]) == steps
+    rows = fit_tiny.time_table(times, launched, exited)
+    parts = {r["part"]: r for r in rows}
+    assert [parts[fit_tiny.PHASE_NAMES[p]]["batches"] for p in ("cd", "cc", "joint")] == [
+        r["batches"] for r in times["runs"]]
+    assert parts["validation"]["runs"] == 1 and parts["validation"]["seconds"] > 0
+    assert all(r["seconds"] >= 0 for r in rows)
+    assert sum(r["seconds"] for r in rows[:-1]) == pytest.approx(parts["wall time"]["seconds"], abs=0.5)
