@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 
@@ -45,6 +46,8 @@ def test_console_script_entry_point(tmp_path: Path) -> None:
     assert result.returncode == 0 and "--nuisance" in result.stdout
 
 
+# Slow: two processes, fit and test (about 70 s); test_task.py and test_metrics.py keep 2-process DDP by default.
+@pytest.mark.slow
 def test_plain_ddp_fit_runs_and_prints_once(tiny_cli_args, tmp_path: Path) -> None:
     """What a user types for 2 processes: `semcc fit ... --trainer.devices 2 --trainer.strategy ddp`."""
     run = tmp_path / "ddp"

@@ -121,6 +121,7 @@ def _extras(synth_root: Path, synth_config, tmp_path: Path) -> list[str]:
     return [a for item in items for a in ("--extra", item)]
 
 
+@pytest.mark.slow  # a study slice of its own (about 40 s): out of the default suite's 10 minutes
 def test_a_two_row_slice_runs_tabulates_draws_and_resumes(synth_root: Path, synth_config, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("matplotlib", reason="the pictures need matplotlib (pip install 'semcc[plot]')")
