@@ -26,7 +26,7 @@ class PhaseTimer(Callback):
         self.path = Path(path)
         self.runs: list[dict[str, Any]] = []
         self.validations: list[dict[str, float]] = []
-        self.fit_start = self.fit_end = float("nan")
+        self.fit_start = float("nan")
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self.fit_start = time.time()
@@ -56,10 +56,9 @@ class PhaseTimer(Callback):
             self.validations[-1]["end"] = time.time()
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-        self.fit_end = time.time()
         if not trainer.is_global_zero:
             return
         runs = [{k: v for k, v in r.items() if k != "closed"} for r in self.runs]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({"fit_start": self.fit_start, "fit_end": self.fit_end, "runs": runs,
+        self.path.write_text(json.dumps({"fit_start": self.fit_start, "runs": runs,
                                          "validations": self.validations}, indent=1))

@@ -104,9 +104,9 @@ def time_table(times: dict[str, Any], launched: float, exited: float) -> list[di
     return rows
 
 
-def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG) -> tuple[float, Path]:
+def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG) -> tuple[float, Path, float]:
     """Run the fit with logs under ``out`` and a :class:`_phase_timer.PhaseTimer` writing ``out/phase_times.json``;
-    returns (wall seconds, metrics.csv path)."""
+    returns (wall seconds, metrics.csv path, launch ``time.time()``)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     home = None
@@ -123,13 +123,12 @@ def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG) 
         subprocess.run(cmd, check=True, env=env, cwd=REPO)
     finally:
         wall = time.perf_counter() - start
-        (out / "launch.json").write_text(json.dumps({"launched": launched, "exited": launched + wall}))
         if home is not None:
             home.cleanup()
     found = sorted(out.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise FileNotFoundError(f"no metrics.csv under {out}")
-    return wall, found[-1]
+    return wall, found[-1], launched
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
     out = args.out or Path(tempfile.mkdtemp(prefix="semcc-fit-tiny-"))
-    wall, metrics_csv = run_fit(extra, out, fresh=args.fresh, config=args.config)
+    wall, metrics_csv, launched = run_fit(extra, out, fresh=args.fresh, config=args.config)
     val = last_validation(metrics_csv)
     rows = []
     for label, key, floor in METRICS:
@@ -166,10 +165,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "(add --trainer.check_val_every_n_epoch 1 to a shorter run)")
     columns = {"metric": "metric", "run": "tiny run", "constant": "constant floor",
                "oracle_constant": "oracle-constant floor"}
-    times_file, launch = out / "phase_times.json", json.loads((out / "launch.json").read_text())
+    times_file = out / "phase_times.json"
     if not times_file.is_file():
         raise FileNotFoundError(f"{times_file}: the fit wrote no phase times")
-    times = time_table(json.loads(times_file.read_text()), launch["launched"], launch["exited"])
+    times = time_table(json.loads(times_file.read_text()), launched, launched + wall)
     report("semcc fit, tiny", rows, columns,
            json_path=args.json, notes=notes,
            extra={"wall_s": round(wall, 1), "fresh": args.fresh, "extra_args": extra, "validation": val,

@@ -384,7 +384,7 @@ class Predictor:
             more = self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
                                                  max_new_tokens=self.max_new_tokens, beams=self.beams)
             for i, extra in enumerate(more):
-                candidates[i] = list(extra)
+                candidates[i] = extra
         return list(zip(captions, mask_logits, candidates, strict=True))
 
     def _result(
