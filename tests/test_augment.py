@@ -145,7 +145,7 @@ def test_colour_nuisances_move_the_colours_the_documented_way() -> None:
 
 
 def test_the_colour_map_runs_on_one_blas_thread_with_the_same_numbers() -> None:
-    """numpy's BLAS threads fought torch's on 2 cores (12 ms an image instead of 0.5): the colour map's products
+    """numpy's BLAS threads fought torch's on 2 cores (10 ms an image instead of 0.65): the colour map's products
     run on one BLAS thread, restored afterwards, and give the numbers of numpy's default threading."""
     blas = lambda: [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]  # noqa: E731
     before = blas()

@@ -15,6 +15,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _common  # noqa: E402
+import augment_speed  # noqa: E402
 import fit_tiny  # noqa: E402
 import train_step  # noqa: E402
 from semcc.models import build_semantic_cc  # noqa: E402
@@ -162,3 +163,12 @@ def test_phase_timer_times_every_phase_of_a_real_fit(tiny_cli_args, tmp_path: Pa
     assert parts["validation"]["runs"] == 1 and parts["validation"]["seconds"] > 0
     assert all(r["seconds"] >= 0 for r in rows)
     assert sum(r["seconds"] for r in rows[:-1]) == pytest.approx(parts["wall time"]["seconds"], abs=0.5)
+
+
+def test_augment_speed_times_both_blas_settings_on_the_same_images(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    rows = augment_speed.main(["--pairs", "3", "--size", "64", "--repeats", "1", "--json", str(tmp_path / "a.json")])
+    assert [row["blas"] for row in rows] == ["1 (semcc 0.5.1)", "numpy's default (semcc 0.5.0)"]
+    assert all(row["ms"] > 0 and row["same"] == "yes" for row in rows)
+    assert "| BLAS threads in the colour map |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "a.json").read_text())["rows"] == rows

@@ -21,8 +21,8 @@ it off. The four colour nuisances compose into one affine colour map (a 3 x 3 ma
 one pass together with the normalisation, so an augmented image costs about what normalising it costs.
 Noise is cut from a fixed bank of normal numbers (one per process, 16 MiB) at a random offset.
 The colour map is a numpy matrix product; it runs on one BLAS thread (:func:`_one_blas_thread`): on a 2-core
-machine numpy's OpenBLAS threads and torch's OpenMP threads, spinning in turn, made an image cost 12 ms
-instead of 0.5 ms (about a third of a tiny phase-i step), and one thread computes the same numbers.
+machine numpy's OpenBLAS threads and torch's OpenMP threads, spinning in turn, made an image cost 10 ms
+instead of 0.65 ms (``benchmarks/augment_speed.py``), and one thread computes the same numbers.
 
 Randomness: :meth:`PairAugment.draw` is a function of the ``numpy`` generator it is given, and it always takes
 the same numbers from it whichever nuisances are on, so switching one nuisance off leaves the draws of the others
