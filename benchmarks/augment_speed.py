@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     draws = [aug.draw(rng) for _ in range(args.pairs)]
     aug.apply(images[0], draws[0][0])  # the noise bank and the BLAS controller, outside the timing
 
-    shipped: Callable = augment._one_blas_thread
+    shipped = augment._one_blas_thread
     rows, results = [], []
     for label, limit in (("1 (semcc 0.5.1)", shipped), ("numpy's default (semcc 0.5.0)", contextlib.nullcontext)):
         augment._one_blas_thread = limit

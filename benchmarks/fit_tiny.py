@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def time_table(times: dict[str, Any], launched: float, exited: float) -> list[di
         seconds, batches = sum(r["end"] - r["start"] for r in mine), sum(r["batches"] for r in mine)
         rows.append({"part": PHASE_NAMES.get(phase, phase), "runs": len(mine), "batches": batches,
                      "seconds": seconds, "s_per_batch": seconds / batches if batches else None})
-    done = [v for v in vals if v["end"] == v["end"]]  # NaN: a validation that never ended
+    done = [v for v in vals if not math.isnan(v["end"])]  # NaN: a validation that never ended
     if done:
         rows.append({"part": "validation", "runs": len(done), "batches": None,
                      "seconds": sum(v["end"] - v["start"] for v in done)})

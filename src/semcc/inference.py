@@ -381,10 +381,8 @@ class Predictor:
         if self.decoding == "consistent" and has_cc and has_cd:
             image_a = torch.stack([self._resized(a) for a, _ in pairs]).to(self.device)
             image_b = torch.stack([self._resized(b) for _, b in pairs]).to(self.device)
-            more = self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
-                                                 max_new_tokens=self.max_new_tokens, beams=self.beams)
-            for i, extra in enumerate(more):
-                candidates[i] = extra
+            candidates = [*self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
+                                                         max_new_tokens=self.max_new_tokens, beams=self.beams)]
         return list(zip(captions, mask_logits, candidates, strict=True))
 
     def _result(
