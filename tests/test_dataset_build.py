@@ -119,6 +119,7 @@ def test_build_from_csv_loads_with_the_levir_readers(tmp_path: Path) -> None:
                 pairs / "A" / sample["name"]).read_bytes()  # PNGs are copied as they are
     assert summary.fit_args is not None
     assert "--data.cd_root" in summary.fit_args and "--data.joint_root" in summary.fit_args
+    assert summary.fit_args[summary.fit_args.index("--model.binary_mask_class") + 1] == "change"
     assert summary.fit_args[summary.fit_args.index("--model.model.init_args.encoder.init_args.img_size") + 1] == "16"
     assert not list(out.rglob(".*.tmp"))
 

@@ -230,7 +230,8 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     report = json.loads(json_path.read_text())
     assert report["caption"] == lines[at - 1] and report["decoding"] == "consistent"  # tiny.yaml's setting
     assert set(report) >= {"claim", "mask", "disagreements", "consistent"}
-    assert [f"disagreement: {d}" for d in report["disagreements"]] == lines[at + 2 : -1]
+    assert [f"disagreement ({k}): {d}" for k, d in zip(report["disagreement_kinds"], report["disagreements"],
+                                                        strict=True)] == lines[at + 2 : -1]
     assert report["mask"]["changed_share"] == pytest.approx(
         (np.array(Image.open(mask_path)) > 0).mean(), abs=1e-6)
     mask = np.array(Image.open(mask_path))

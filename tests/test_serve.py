@@ -142,7 +142,8 @@ def test_api_page_and_info(client, checkpoint: Path) -> None:
         assert element in page.text, element
     info = client.get("/api/info").json()
     assert info["checkpoint"] == str(checkpoint) and info["input_size"] == 64
-    assert info["max_upload_bytes"] == 50 * 2**20 and info["mask_classes"] == {"1": "change"}
+    # tiny's mask marks building change (the labels it was trained on)
+    assert info["max_upload_bytes"] == 50 * 2**20 and info["mask_classes"] == {"1": "building"}
 
 
 @pytest.mark.parametrize(
@@ -297,7 +298,8 @@ def test_browser_upload_shows_caption_mask_report_and_errors(chromium: str, serv
                                 "(document.getElementById('overlay'))")
         assert size == [expected.size[1], expected.size[0]]
         shown = browser.evaluate("[...document.querySelectorAll('#disagreements li')].map(li => li.innerText)")
-        assert shown == (list(expected.consistency.disagreements) or ["none"])
+        report = expected.consistency
+        assert shown == ([f"{k}: {d}" for k, d in zip(report.kinds, report.disagreements, strict=True)] or ["none"])
         summary = browser.evaluate("document.getElementById('mask-summary').innerText")
         shown_share = re.match(r"change on ([0-9.]+)% of the pixels", summary)
         assert shown_share, summary

@@ -13,7 +13,7 @@ from PIL import Image
 
 from semcc.data.text import is_no_change
 from semcc.metrics.claim_scores import compare_claims, semantic_report, semantic_scores
-from semcc.metrics.consistency import check_consistency, consistency_rank
+from semcc.metrics.consistency import check_consistency, consistency_rank, mask_class_names
 from semcc.metrics.semantic import CaptionClaim, ObjectClaim, parse_caption
 from semcc.metrics.truth import (
     MCI_LABEL_CLASSES,
@@ -205,6 +205,52 @@ def test_consistency_rank_prefers_the_caption_the_mask_confirms() -> None:
     assert consistency_rank(["a", "b"], mask) == [0, 1]  # ties keep the order
 
 
+def test_a_building_mask_checks_only_the_classes_it_marks() -> None:
+    """A binary mask of building change (tiny's CD head: LEVIR-CD and LEVIR-MCI building labels) confirms or
+    contradicts buildings only: leaving its buildings out is a ``class`` disagreement, which outweighs any number of
+    count and place ones; over an empty mask a caption about trees or a road is neither confirmed nor contradicted."""
+    two = summarize_mask(_squares(100, [(70, 70, 80, 80), (85, 85, 95, 95)]), mask_class_names(2, "building"))
+    assert two.classes == ("building",) and two.to_dict()["classes"] == ["building"]
+    trees = check_consistency("the trees in the lower part of the scene are removed", two)
+    assert trees.disagreements == ("the mask has 2 building component(s) that the caption does not mention",)
+    assert trees.kinds == ("class",) and trees.severity() == (0, 1, 0)
+    assert trees.to_dict()["disagreement_kinds"] == ["class"]
+    wrong = check_consistency("three houses are built at the top", two)
+    assert wrong.kinds == ("count", "place") and wrong.severity() == (0, 0, 2) and wrong.checks == 4
+    right = check_consistency("two houses are built at the bottom right", two)
+    assert right.consistent and right.checks == 4
+    # the class outweighs count and place; the same mask read as any change cannot tell trees from buildings
+    candidates = ["the trees in the lower part of the scene are removed", "three houses are built at the top"]
+    assert consistency_rank(candidates, two) == [1, 0]
+    as_change = summarize_mask(_squares(100, [(70, 70, 80, 80), (85, 85, 95, 95)]), mask_class_names(2))
+    assert check_consistency(candidates[0], as_change).consistent
+    assert consistency_rank(candidates, as_change) == [0, 1]
+    no_change = check_consistency("the scene is the same as before", two)
+    assert no_change.kinds == ("change",) and consistency_rank(["the scene is the same as before", candidates[0]],
+                                                                two) == [1, 0]
+    empty = summarize_mask(np.zeros((100, 100), np.uint8), {1: "building"})
+    for unmarked in ("the trees in the lower part of the scene are removed", "a road is built"):
+        report = check_consistency(unmarked, empty)
+        assert report.consistent and report.checks == 0
+    assert check_consistency("two houses are built", empty).kinds == ("change",)
+    assert check_consistency("the scene is the same as before", empty).consistent
+    # an empty mask of any change: a road is a change such a mask marks
+    assert check_consistency("a road is built", summarize_mask(np.zeros((100, 100), np.uint8), {1: "change"})
+                             ).kinds == ("change",)
+
+
+def test_mask_class_names_and_what_a_data_module_marks() -> None:
+    from semcc.data.datamodule import binary_mask_class
+
+    assert mask_class_names(1) == {1: "change"} and mask_class_names(2, "building") == {1: "building"}
+    assert mask_class_names(3, "building") == {1: "road", 2: "building"}
+    with pytest.raises(ValueError, match="binary mask class"):
+        mask_class_names(2, "trees")
+    assert binary_mask_class(["cd", "cc", "joint"]) == "building"
+    assert binary_mask_class(["cd", "cc", "joint"], "change") == "change"
+    assert binary_mask_class(["cd"], "change") == "building"  # LEVIR-CD labels building change only
+
+
 # ------------------------------------------------------------------------------------------------ inference
 def test_predictor_reports_consistency_and_decodes_consistently(tiny_checkpoint: Path, synth_root: Path) -> None:
     from semcc.inference import Predictor
@@ -216,18 +262,46 @@ def test_predictor_reports_consistency_and_decodes_consistently(tiny_checkpoint:
     consistent = Predictor.from_checkpoint(tiny_checkpoint, decoding="consistent", beams=2).predict(*pairs)
     for g, c in zip(greedy, consistent, strict=True):
         assert g.consistency is not None and g.candidates is None
-        summary = summarize_mask(g.mask, {1: "change"})
+        summary = summarize_mask(g.mask, {1: "building"})  # the fit's data: building-change labels
         assert g.consistency.mask == summary
         assert g.consistency.disagreements == check_consistency(g.caption, summary).disagreements
         d = g.to_dict()
         assert d["caption"] == g.caption and d["disagreements"] == list(g.consistency.disagreements)
         assert c.candidates[0] == c.caption and g.caption in c.candidates
-        assert len(c.consistency.disagreements) <= len(g.consistency.disagreements)
+        assert c.consistency.severity() <= g.consistency.severity()
         assert consistency_rank(c.candidates, c.consistency.mask)[0] == 0
         if not c.consistency.mask.changed:  # tiny's no_change_caption joins the pool where the mask shows no change
             assert "the scene is the same as before" in c.candidates
     with pytest.raises(ValueError, match="decoding"):
         Predictor.from_checkpoint(tiny_checkpoint, decoding="best")
+
+
+def test_a_checkpoint_says_what_its_binary_mask_marks(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """The fit stores the data module's ``binary_mask_class``; a checkpoint written before 0.6 (no such
+    hyperparameter) gets it from its stored data configuration; a bare model, or the caller, says ``change``."""
+    import torch
+    import yaml
+
+    from semcc.inference import Predictor
+    from semcc.tasks.loading import load_task
+
+    checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+    assert checkpoint["hyper_parameters"]["binary_mask_class"] == "building"
+    task = load_task(tiny_checkpoint)
+    assert task.mask_classes == {1: "building"} and Predictor(task).mask_classes == {1: "building"}
+    assert Predictor(task, binary_mask_class="change").mask_classes == {1: "change"}
+    assert Predictor(task.model).mask_classes == {1: "change"}
+    with pytest.raises(ValueError, match="binary mask class"):
+        Predictor(task, binary_mask_class="water")
+    del checkpoint["hyper_parameters"]["binary_mask_class"]
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    assert load_task(old).hparams["binary_mask_class"] == "building"
+    config = yaml.safe_load(checkpoint["semcc"]["config"])
+    config["data"].setdefault("loader", {})["joint_mask_mode"] = "change"
+    checkpoint["semcc"]["config"] = yaml.safe_dump(config)
+    torch.save(checkpoint, old)
+    assert load_task(old).mask_classes == {1: "change"}
 
 
 def test_the_no_change_sentence_is_a_candidate_only_where_the_mask_shows_no_change(
@@ -257,7 +331,9 @@ def test_the_no_change_sentence_is_a_candidate_only_where_the_mask_shows_no_chan
     assert len(check_consistency(wrong, summary).disagreements) == 2
     assert len(check_consistency(fixed, summary).disagreements) == 1
     assert choose_consistent(wrong, [], summary, no_change=[fixed]) == (wrong, [wrong])
-    assert choose_consistent(wrong, [fixed], summary)[0] == fixed  # a generated no-change caption still competes
+    # a generated no-change caption still competes, but is wrong about change itself, which outweighs count and place
+    assert choose_consistent(wrong, [fixed], summary)[1] == [wrong, fixed]
+    assert choose_consistent(fixed, [], summary, no_change=[fixed])[0] == fixed
     task = load_task(tiny_checkpoint)
     assert task.hparams.no_change_caption == fixed and task.evaluation.no_change_candidate  # tiny's defaults
     assert task.no_change_candidates() == [fixed] and Predictor(task).no_change_candidates == [fixed]

@@ -247,6 +247,9 @@ class Predictor:
         no_change_candidate: add the task's ``no_change_caption`` to the candidates of ``decoding="consistent"``
             where the pair's mask shows no change (default: the task's ``evaluation.no_change_candidate``; a bare
             model, or a task without the sentence, adds nothing either way).
+        binary_mask_class: what a binary model's mask marks, for the consistency report and decoding:
+            ``"building"`` or ``"change"`` (any change). Default: the task's (stored by ``semcc fit``; tiny's is
+            ``"building"``), else ``"change"``.
     """
 
     def __init__(
@@ -265,6 +268,7 @@ class Predictor:
         decoding: Literal["greedy", "consistent"] | None = None,
         beams: int | None = None,
         no_change_candidate: bool | None = None,
+        binary_mask_class: str | None = None,
     ) -> None:
         model = getattr(task_or_model, "model", task_or_model)
         if not isinstance(model, SemanticCC):
@@ -297,6 +301,10 @@ class Predictor:
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
         self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
         self.decoding, self.beams = decoding, int(beams)
+        task_hparams = getattr(task_or_model, "hparams", None) if task_or_model is not model else None
+        binary = binary_mask_class or (task_hparams or {}).get("binary_mask_class") or "change"
+        mask_class_names(2, binary)  # validates the name
+        self.binary_mask_class: str = binary
         no_change = getattr(task_or_model, "no_change_candidates", None)
         self.no_change_candidates: list[str] = no_change(no_change_candidate) if callable(no_change) else []
 
@@ -321,8 +329,9 @@ class Predictor:
     @property
     def mask_classes(self) -> dict[int, str]:
         """What the mask's values mean for the consistency report (:func:`semcc.metrics.consistency.
-        mask_class_names`): ``{1: "change"}`` for a binary model, ``{1: "road", 2: "building"}`` for LEVIR-MCI."""
-        return mask_class_names(self.num_classes)
+        mask_class_names`): ``{1: binary_mask_class}`` for a binary model, ``{1: "road", 2: "building"}`` for
+        LEVIR-MCI."""
+        return mask_class_names(self.num_classes, self.binary_mask_class)
 
     def _resized(self, x: torch.Tensor) -> torch.Tensor:
         s = self.input_size

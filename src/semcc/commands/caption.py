@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     overlay_figure(before, after, result.mask, result.caption or "").save(overlay_path)
     print(f"overlay: {overlay_path}")
     if result.consistency is not None:
-        for note in result.consistency.disagreements:
-            print(f"disagreement: {note}")
+        for kind, note in zip(result.consistency.kinds, result.consistency.disagreements, strict=True):
+            print(f"disagreement ({kind}): {note}")
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
               "decoding": predictor.decoding}
     json_path = args.out / f"{name}.json"

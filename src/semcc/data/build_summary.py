@@ -94,10 +94,11 @@ def _fit_args(out: Path, labels: bool, sizes: Iterable[tuple[int, int]], pairs: 
     args = ["--data.synth_root", "null", "--data.cc_root", str(out), "--data.tokenizer_dir", str(out / "tokenizer")]
     if labels:
         # Phase i (CD) reads the pairs' masks as LEVIR-CD tiles (images/{split}/{A,B,label}), one crop per pair.
+        # The masks mark any change, not LEVIR-CD's building change: the consistency report names them so.
         args += ["--data.joint_root", str(out), "--data.cd_root", str(out / "images"),
-                 "--data.cd.samples_per_tile", "4"]
+                 "--data.cd.samples_per_tile", "4", "--model.binary_mask_class", "change"]
         note = ("the three stages of Sec. III-F: CD on the masks (images/ read as LEVIR-CD tiles, 4 flipped crops "
-                "per pair and epoch), captions, then both")
+                "per pair and epoch; a mask of any change), captions, then both")
     else:
         args += ["--model.strategy", "caption_only"]
         note = ("no change masks, so no CD phase: strategy caption_only (the encoder, the neck and the caption head "

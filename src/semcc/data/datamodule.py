@@ -29,7 +29,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
@@ -64,6 +64,7 @@ __all__ = [
     "LoaderConfig",
     "PhaseConfig",
     "SemanticCCDataModule",
+    "binary_mask_class",
     "collate_change_samples",
 ]
 
@@ -133,6 +134,12 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def binary_mask_class(sources: Iterable[str], joint_mask_mode: str = "building") -> str:
+    """What a binary mask trained on ``sources`` marks: ``"building"`` when every mask source labels building change
+    (LEVIR-CD always; LEVIR-MCI, ``joint``, with ``joint_mask_mode: building``), else ``"change"`` (any change)."""
+    return "change" if "joint" in sources and joint_mask_mode != "building" else "building"
 
 
 class SemanticCCDataModule(L.LightningDataModule):
@@ -242,6 +249,12 @@ class SemanticCCDataModule(L.LightningDataModule):
     def sources(self) -> list[str]:
         """The configured sources, in phase order (cd, cc, joint)."""
         return [s for s in SOURCES if s in self.roots]
+
+    @property
+    def binary_mask_class(self) -> str:
+        """What a binary change mask of this data marks (the consistency report's name for it, beyond the paper):
+        :func:`binary_mask_class` of the configured sources and ``loader.joint_mask_mode``."""
+        return binary_mask_class(self.sources, self.loader.joint_mask_mode)
 
     def ensure_data(self) -> None:
         """Generate SynthLEVIR under ``synth_root`` unless a complete copy is there (safe across processes)."""

@@ -3,18 +3,26 @@
 Beyond the paper (issue 13, "2. Caption-mask consistency at inference"): Semantic-CC computes both outputs from
 one encoder, but nothing checks one against the other. :func:`check_consistency` parses the caption into a claim
 (:func:`semcc.metrics.semantic.parse_caption`), summarises the mask (:func:`semcc.metrics.truth.summarize_mask`:
-components per class, share of the pixels, place) and lists the disagreements, in words:
+components per class, share of the pixels, place) and lists the disagreements, in words, each of one kind:
 
-* change: the caption says no change while the mask marks at least :data:`~semcc.metrics.truth.MASK_CHANGE_SHARE`
-  of the pixels, or the caption describes a change the mask does not show; an unreadable caption is one too;
-* classes (class masks only): a class the caption names that the mask does not mark, or one the mask marks with
-  object-sized components that the caption leaves out;
-* count: the caption's number (or vague word) for a class against the mask's components of it (a binary mask:
-  of all change, compared when the caption names a single countable class);
-* place: the caption's place for a class against the place of the mask's pixels of it.
+* ``change``: the caption says no change while the mask marks at least
+  :data:`~semcc.metrics.truth.MASK_CHANGE_SHARE` of the pixels, or describes a change the mask does not show; an
+  unreadable caption is one too;
+* ``class``: a class the mask marks apart (a building-change mask: building; a LEVIR-MCI class mask: building
+  and road) that the caption names while the mask does not mark it, or that the mask marks with object-sized
+  components the caption leaves out;
+* ``count``: the caption's number (or vague word) for a class against the mask's components of it (a mask of
+  any change: of all change, compared when the caption names a single countable class);
+* ``place``: the caption's place for a class against the place of the mask's pixels of it.
 
-:func:`consistency_rank` orders candidate captions by their disagreements with one mask: consistency-aware
-decoding (``Predictor(decoding="consistent")``) takes the first.
+A mask tells only about the classes it marks (:attr:`MaskSummary.classes <semcc.metrics.truth.MaskSummary>`):
+a caption that names only other changes (trees removed, over a building-change mask) can be neither confirmed
+nor contradicted by it, so it gets no ``change`` disagreement where the mask is empty; where the mask marks
+building components, leaving them out is a ``class`` disagreement.
+
+:func:`consistency_rank` orders candidate captions by their disagreements with one mask, the kinds weighed in
+that order (a caption wrong about change loses to one wrong about the class, which loses to one wrong about the
+count or the place): consistency-aware decoding (``Predictor(decoding="consistent")``) takes the first.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from semcc.metrics.semantic import CaptionClaim, parse_caption
 from semcc.metrics.truth import MaskSummary, RegionSummary
 
 __all__ = [
+    "KINDS",
     "ConsistencyReport",
     "check_consistency",
     "choose_consistent",
@@ -39,6 +48,10 @@ __all__ = [
 
 #: Claim classes whose changed pixels a change mask marks (what a caption's count and place can be checked on).
 MASKED_CLASSES = frozenset({"building", "road"})
+#: Disagreement kinds, most serious first (the order :func:`consistency_rank` weighs them in).
+KINDS = ("change", "class", "count", "place")
+#: The name of a binary mask that marks any change (building and road together).
+ANY_CHANGE = "change"
 _PLURAL = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "bareland": "bare land",
            "water": "water", "parking": "parking", "other": "other objects"}
 
@@ -54,6 +67,8 @@ class ConsistencyReport:
     #: How many things were compared (change, and each class, count and place checked); ``checks -
     #: len(disagreements)`` agree.
     checks: int = 0
+    #: The kind of each disagreement (one of :data:`KINDS`), in the same order.
+    kinds: tuple[str, ...] = ()
 
     @property
     def consistent(self) -> bool:
@@ -61,9 +76,16 @@ class ConsistencyReport:
         return not self.disagreements
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``claim``, ``mask``, ``disagreements``, ``consistent``."""
+        """JSON-ready: ``claim``, ``mask``, ``disagreements``, ``disagreement_kinds``, ``consistent``, ``checks``."""
         return {"claim": claim_to_dict(self.claim), "mask": self.mask.to_dict(),
-                "disagreements": list(self.disagreements), "consistent": self.consistent, "checks": self.checks}
+                "disagreements": list(self.disagreements), "disagreement_kinds": list(self.kinds),
+                "consistent": self.consistent, "checks": self.checks}
+
+    def severity(self) -> tuple[int, ...]:
+        """Disagreements per kind, ``change``, ``class``, then ``count`` and ``place`` together: what
+        :func:`consistency_rank` sorts by (fewer first) before the agreements."""
+        n = {k: self.kinds.count(k) for k in KINDS}
+        return n["change"], n["class"], n["count"] + n["place"]
 
 
 def claim_to_dict(claim: CaptionClaim) -> dict[str, Any]:
@@ -95,63 +117,83 @@ def _place_text(place: str) -> str:
 def check_consistency(caption: str, mask: MaskSummary) -> ConsistencyReport:
     """The disagreements between ``caption`` and a predicted mask's summary (see the module doc).
 
-    The mask's regions are named by class (``building``, ``road``: a LEVIR-MCI class mask) or ``change`` (a binary
-    mask: counts and places compare with all of its change).
+    The mask's classes (``mask.classes``) are claim classes it marks apart (``building``; ``building`` and
+    ``road`` for a LEVIR-MCI class mask) or ``change`` (a binary mask of any change: counts and places compare
+    with all of its change).
     """
     claim = parse_caption(caption)
-    notes: list[str] = []
+    notes: list[tuple[str, str]] = []
     checks = [1]
+    covered = _covered(mask)
+    visible = MASKED_CLASSES if covered is None else covered
     share = f"{mask.changed_share:.1%}" if mask.changed_share >= 0.001 else f"{mask.changed_share:.2%}"
     if claim.changed is None:
-        notes.append("the caption says neither change nor no change that the parser can read")
+        notes.append(("change", "the caption says neither change nor no change that the parser can read"))
     elif not claim.changed and mask.changed:
-        notes.append(f"the caption says no change; the mask marks {share} of the pixels")
+        notes.append(("change", f"the caption says no change; the mask marks {share} of the pixels"))
     elif claim.changed and not mask.changed:
-        named = ", ".join(_PLURAL[c] for c in sorted(claim.classes)) or "something"
-        notes.append(f"the caption says {named} changed; the mask marks {share} of the pixels (no change)")
+        if not claim.classes or claim.classes & visible:
+            named = ", ".join(_PLURAL[c] for c in sorted(claim.classes)) or "something"
+            notes.append(("change", f"the caption says {named} changed; the mask marks {share} of the pixels "
+                                    "(no change)"))
+        else:
+            checks[0] = 0  # only changes the mask does not mark: it can neither confirm nor contradict them
     if claim.changed and mask.changed:
-        notes += _object_notes(claim, mask, checks)
-    return ConsistencyReport(caption=caption, claim=claim, mask=mask, disagreements=tuple(notes), checks=sum(checks))
+        notes += _object_notes(claim, mask, covered, checks)
+    return ConsistencyReport(caption=caption, claim=claim, mask=mask, disagreements=tuple(t for _, t in notes),
+                             checks=sum(checks), kinds=tuple(k for k, _ in notes))
 
 
-def _object_notes(claim: CaptionClaim, mask: MaskSummary, checks: list[int]) -> list[str]:
+def _covered(mask: MaskSummary) -> frozenset[str] | None:
+    """The claim classes ``mask`` marks apart, or ``None`` for a binary mask of any change (building and road
+    together). A summary without ``classes`` is read from its regions (an empty one as any change)."""
+    names = set(mask.classes) or {r.cls for r in mask.regions} or {ANY_CHANGE}
+    if ANY_CHANGE in names:
+        return None
+    return frozenset(names) & MASKED_CLASSES
+
+
+def _object_notes(claim: CaptionClaim, mask: MaskSummary, covered: frozenset[str] | None, checks: list[int],
+                  ) -> list[tuple[str, str]]:
     regions = {r.cls: r for r in mask.regions}
-    binary = set(regions) <= {"change"}
     counts, places = _class_counts(claim), _class_places(claim)
-    notes: list[str] = []
-    if binary:
-        change = regions.get("change")
+    notes: list[tuple[str, str]] = []
+    if covered is None:
+        change = regions.get(ANY_CHANGE)
         countable = sorted(claim.classes & MASKED_CLASSES)
         if change is not None and len(countable) == 1:
-            notes += _compare(countable[0], "change", change, counts, places, checks)
+            notes += _compare(countable[0], ANY_CHANGE, change, counts, places, checks)
         return notes
-    for cls in sorted(claim.classes & MASKED_CLASSES):
+    for cls in sorted(claim.classes & covered):
         checks.append(1)
         region = regions.get(cls)
         if region is None or region.components == 0:
-            notes.append(f"the caption names a change of {_PLURAL[cls]}; the mask marks no {cls} change")
+            notes.append(("class", f"the caption names a change of {_PLURAL[cls]}; the mask marks no {cls} change"))
         else:
             notes += _compare(cls, cls, region, counts, places, checks)
-    for cls, region in sorted(regions.items()):
-        if cls in MASKED_CLASSES and cls not in claim.classes and region.components > 0:
-            notes.append(f"the mask has {region.components} {cls} component(s) that the caption does not mention")
+    for cls in sorted(covered - claim.classes):
+        region = regions.get(cls)
+        if region is not None and region.components > 0:
+            checks.append(1)
+            notes.append(("class", f"the mask has {region.components} {cls} component(s) that the caption does not "
+                                   "mention"))
     return notes
 
 
 def _compare(cls: str, mask_cls: str, region: RegionSummary, counts: Mapping[str, Any],
-             places: Mapping[str, set[str]], checks: list[int]) -> list[str]:
+             places: Mapping[str, set[str]], checks: list[int]) -> list[tuple[str, str]]:
     notes = []
     span = counts.get(cls)
     checks.append(int(span is not None))
     if span is not None and not _counts_agree(span, (region.components, region.components)):
-        notes.append(f"the caption says {_span_text(span)} {_PLURAL[cls]}; the mask has {region.components} "
-                     f"{mask_cls} component(s)")
+        notes.append(("count", f"the caption says {_span_text(span)} {_PLURAL[cls]}; the mask has "
+                               f"{region.components} {mask_cls} component(s)"))
     said_places = {p for p in places.get(cls, ()) if _is_map_place(p)}
     checks.append(int(bool(said_places) and region.place is not None))
     if said_places and region.place is not None and not _places_agree(said_places, {region.place}):
         said = " / ".join(_place_text(p) for p in sorted(said_places))
-        notes.append(f"the caption places the {_PLURAL[cls]} at {said}; the mask's {mask_cls} lies at "
-                     f"{_place_text(region.place)}")
+        notes.append(("place", f"the caption places the {_PLURAL[cls]} at {said}; the mask's {mask_cls} lies at "
+                               f"{_place_text(region.place)}"))
     return notes
 
 
@@ -161,19 +203,27 @@ def _is_map_place(place: str) -> bool:
 
 
 def consistency_rank(candidates: Sequence[str], mask: MaskSummary) -> list[int]:
-    """Indices of ``candidates`` from most to least consistent with ``mask``: fewest disagreements first, then most
-    agreements (a caption whose count and place the mask confirms beats one that says neither); remaining ties keep
-    the candidates' order."""
+    """Indices of ``candidates`` from most to least consistent with ``mask``: fewest ``change`` disagreements
+    first, then fewest ``class`` disagreements, then fewest ``count`` and ``place`` ones
+    (:meth:`ConsistencyReport.severity`), then most agreements (a caption whose count and place the mask confirms
+    beats one that says neither); remaining ties keep the candidates' order.
+
+    The kinds are weighed in turn, not summed: a caption that names the class the mask marks but misses its count
+    and place beats one that leaves the marked class out and so has nothing else to get wrong."""
     reports = [check_consistency(c, mask) for c in candidates]
-    key = [(len(r.disagreements), -(r.checks - len(r.disagreements)), i) for i, r in enumerate(reports)]
+    key = [(*r.severity(), -(r.checks - len(r.disagreements)), i) for i, r in enumerate(reports)]
     return sorted(range(len(candidates)), key=lambda i: key[i])
 
 
-def mask_class_names(num_classes: int) -> dict[int, str]:
-    """What a CD head's mask values mean for the report: ``{1: "change"}`` for a binary head (1 or 2 classes), the
-    LEVIR-MCI classes (``{1: "road", 2: "building"}``) for a three-class one, ``class{i}`` otherwise."""
+def mask_class_names(num_classes: int, binary: str = ANY_CHANGE) -> dict[int, str]:
+    """What a CD head's mask values mean for the report: ``{1: binary}`` for a binary head (1 or 2 classes;
+    ``binary``: ``"change"`` for any change, ``"building"`` for a head trained on building-change labels, as
+    LEVIR-CD's), the LEVIR-MCI classes (``{1: "road", 2: "building"}``) for a three-class one, ``class{i}``
+    otherwise."""
+    if binary != ANY_CHANGE and binary not in MASKED_CLASSES:
+        raise ValueError(f"binary mask class must be {ANY_CHANGE!r} or one of {sorted(MASKED_CLASSES)}, got {binary!r}")
     if num_classes <= 2:
-        return {1: "change"}
+        return {1: binary}
     if num_classes == len(MCI_CLASSES):
         return {i: c for i, c in enumerate(MCI_CLASSES) if i}
     return {i: f"class{i}" for i in range(1, num_classes)}

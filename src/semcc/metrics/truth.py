@@ -129,6 +129,9 @@ class MaskSummary:
     width: int
     changed_share: float
     regions: tuple[RegionSummary, ...]
+    #: The classes the mask can mark (the names :func:`summarize_mask` was given), present or not: what a caption
+    #: can be checked against (``("building",)`` for a building-change mask, ``("change",)`` for any change).
+    classes: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -140,7 +143,7 @@ class MaskSummary:
         regions = [{"class": r.cls, "components": r.components, "share": round(r.share, 6), "place": r.place}
                    for r in self.regions]
         return {"height": self.height, "width": self.width, "changed_share": round(self.changed_share, 6),
-                "changed": self.changed, "regions": regions}
+                "changed": self.changed, "classes": list(self.classes), "regions": regions}
 
 
 def summarize_mask(
@@ -148,9 +151,10 @@ def summarize_mask(
 ) -> MaskSummary:
     """Summary of an integer ``[H, W]`` mask whose values ``classes`` names (other non-zero values raise).
 
-    A binary change mask: ``{1: "change"}``; a LEVIR-MCI label: :data:`MCI_LABEL_CLASSES`; a predicted
-    LEVIR-MCI class mask: ``{1: "road", 2: "building"}``. Per class: components of at least ``min_share`` of the
-    image, share of the image, place (:func:`~semcc.data.synthetic.language.place_of`, ``centre`` for the centre).
+    A binary mask of any change: ``{1: "change"}``; of building change (LEVIR-CD): ``{1: "building"}``; a
+    LEVIR-MCI label: :data:`MCI_LABEL_CLASSES`; a predicted LEVIR-MCI class mask: ``{1: "road", 2: "building"}``.
+    Per class: components of at least ``min_share`` of the image, share of the image, place
+    (:func:`~semcc.data.synthetic.language.place_of`, ``centre`` for the centre).
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -172,7 +176,8 @@ def summarize_mask(
         place = place_of(region)
         regions.append(RegionSummary(cls=cls, components=int((sizes >= min_pixels).sum()),
                                      share=pixels / area, place=_place(place)[0] if place else None))
-    return MaskSummary(height=h, width=w, changed_share=float((mask != 0).sum()) / area, regions=tuple(regions))
+    return MaskSummary(height=h, width=w, changed_share=float((mask != 0).sum()) / area, regions=tuple(regions),
+                       classes=tuple(classes.values()))
 
 
 def claim_from_mask(summary: MaskSummary, classes: Iterable[str] = MCI_LABEL_CLASSES.values()) -> CaptionClaim:

@@ -21,6 +21,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
+from semcc.data.datamodule import binary_mask_class
 from semcc.models.configs import upgrade_model_config
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.evaluator import EvalConfig
@@ -57,6 +58,21 @@ def task_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
     kwargs["optim"] = OptimConfig(**{k: v for k, v in optim.items() if k in _fields(OptimConfig)})
     kwargs["evaluation"] = EvalConfig(**{k: v for k, v in evaluation.items() if k in EvalConfig.STORED})
     return kwargs
+
+
+def _config_binary_mask_class(config: dict[str, Any]) -> str | None:
+    """What a binary mask of a run marks (:func:`semcc.data.datamodule.binary_mask_class`), from its stored ``data``
+    section (sources: those with a root, ``synth_root`` giving all three; ``loader.joint_mask_mode``); ``None``
+    when the run had no semcc data module."""
+    data = config.get("data")
+    if not isinstance(data, dict):
+        return None
+    if isinstance(data.get("init_args"), dict):
+        data = data["init_args"]
+    synth = bool(data.get("synth_root"))
+    sources = data.get("sources") or [s for s in ("cd", "cc", "joint") if synth or data.get(f"{s}_root")]
+    loader = data.get("loader") if isinstance(data.get("loader"), dict) else {}
+    return binary_mask_class(sources, loader.get("joint_mask_mode", "building"))
 
 
 def _fields(cls: type) -> set[str]:
@@ -97,7 +113,10 @@ def load_task(path: str | Path, map_location: str | torch.device = "cpu") -> Sem
         parser = ArgumentParser(exit_on_error=False)
         parser.add_argument("--model", type=SemanticCC)
         model = parser.instantiate(parser.parse_object({"model": model_config})).model
-    task = SemanticCCTask(model, **task_kwargs(checkpoint.get("hyper_parameters") or {}))
+    kwargs = task_kwargs(checkpoint.get("hyper_parameters") or {})
+    if kwargs.get("binary_mask_class") is None:  # written before 0.6 stored it
+        kwargs["binary_mask_class"] = _config_binary_mask_class(config)
+    task = SemanticCCTask(model, **kwargs)
     task.run_config = meta["config"]
     task.on_load_checkpoint(checkpoint)
     task.load_state_dict(checkpoint["state_dict"], strict=False)

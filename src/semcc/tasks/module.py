@@ -73,6 +73,11 @@ class SemanticCCTask(L.LightningModule):
             one. The five are equal for meaning and for CIDEr, but not for corpus BLEU, which counts n-grams: a
             longer exact match adds more matched 4-grams. The oracle-constant floor says
             ``"the scene is the same as before"``, the longest.
+        binary_mask_class: what a binary CD head's mask marks, for the caption-mask consistency (beyond the
+            paper, issue 13; :func:`semcc.metrics.consistency.mask_class_names`): ``"building"`` (trained on
+            building-change labels: LEVIR-CD, LEVIR-MCI with ``joint_mask_mode: building``) or ``"change"`` (any
+            change). ``None``: the data module's ``binary_mask_class`` when the task is fitted or tested with one
+            (then stored in the checkpoint), else ``"change"``.
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class SemanticCCTask(L.LightningModule):
         cache_frozen_features: bool = False,
         cd_loss: str = "bce",
         no_change_caption: str | None = None,
+        binary_mask_class: str | None = None,
     ) -> None:
         super().__init__()
         if strategy not in STRATEGIES:
@@ -97,6 +103,8 @@ class SemanticCCTask(L.LightningModule):
             hint = " (single-task captioning: strategy caption_only)" if lacking == ["cd_head"] else ""
             raise ValueError(f"strategy {strategy!r} trains {list(required_heads(strategy))} but the model has no "
                              f"{' and no '.join(lacking)}{hint}")
+        if binary_mask_class is not None:
+            mask_class_names(2, binary_mask_class)  # validates the name
         if cd_loss not in ("bce", "bce_dice"):
             raise ValueError(f"cd_loss must be 'bce' or 'bce_dice', got {cd_loss!r}")
         if no_change_caption is not None and not is_no_change(no_change_caption):
@@ -141,6 +149,8 @@ class SemanticCCTask(L.LightningModule):
             fit_ddp_to_phases(self.trainer.strategy)
         self.checkpointing.fingerprint()
         datamodule = self._datamodule()
+        if self.hparams.get("binary_mask_class") is None and hasattr(datamodule, "binary_mask_class"):
+            self.hparams["binary_mask_class"] = datamodule.binary_mask_class  # saved with the checkpoint
         if self.evaluation.caption_protocol == "ids" and hasattr(datamodule, "training_captions"):
             self.evaluator.use_id_vocabulary(datamodule.training_captions())
 
@@ -250,11 +260,18 @@ class SemanticCCTask(L.LightningModule):
                 max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams, encoded=encoded,
             )
             masks = class_mask(mask_logits).cpu().numpy()
-            classes = mask_class_names(max(2, self.model.cd_head.num_classes))
+            classes = self.mask_classes
             extra = self.no_change_candidates()
             captions = [choose_consistent(c, more, summarize_mask(m, classes), no_change=extra)[0]
                         for c, more, m in zip(captions, candidates, masks, strict=True)]
         return mask_logits, captions
+
+    @property
+    def mask_classes(self) -> dict[int, str]:
+        """What the CD head's mask values mean for the consistency report (:func:`semcc.metrics.consistency.
+        mask_class_names`; a binary head: ``binary_mask_class``, ``"change"`` when unknown)."""
+        classes = self.model.cd_head.num_classes if self.model.cd_head is not None else 1
+        return mask_class_names(max(2, classes), self.hparams.get("binary_mask_class") or "change")
 
     def no_change_candidates(self, enabled: bool | None = None) -> list[str]:
         """``[no_change_caption]`` when it is set and ``enabled`` (default: ``evaluation.no_change_candidate``) is
