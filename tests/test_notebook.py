@@ -30,6 +30,7 @@ def _run_notebook(tmp_path: Path, monkeypatch, levir_dir: Path | None) -> str:
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 3  # one overlay per pair
     assert "BLEU-4" in text and "oracle-constant floor" in text
+    assert text.count("    caption vs mask (") == 3  # each pair's consistency report
     assert list(tmp_path.rglob("report.md")) and list(tmp_path.rglob("captions.json"))
     return text
 
