@@ -73,7 +73,7 @@ def captions_and_tokenizer(root: Path = SYNTH_ROOT) -> tuple[list[list[str]], st
 def make_batch(
     phase: str, batch_size: int, img_size: int, captions: Sequence[list[str]], device: torch.device, seed: int = 0
 ) -> dict[str, Any]:
-    """A random :class:`~semcc.data.datamodule.ChangeBatch` for ``phase`` (``cd``, ``cc`` or ``joint``)."""
+    """A random :class:`~semcc.data.batch.ChangeBatch` for ``phase`` (``cd``, ``cc`` or ``joint``)."""
     g = torch.Generator().manual_seed(seed)
     source = {"cd": "cd", "cc": "cc", "joint": "joint"}[phase]
     rng = random.Random(seed)

@@ -43,7 +43,13 @@ import yaml
 from semcc.data.inputs import ImageInput, InputImageError, image_name, load_pair, mask_to_png, to_rgb
 from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD, Normalizer
 from semcc.data.text import INSTRUCTIONS
-from semcc.metrics.consistency import ConsistencyReport, check_consistency, choose_consistent, mask_class_names
+from semcc.metrics.consistency import (
+    ConsistencyReport,
+    binary_mask_name,
+    check_consistency,
+    choose_consistent,
+    mask_class_names,
+)
 from semcc.metrics.truth import summarize_mask
 from semcc.models.cd_head import class_mask
 from semcc.models.semantic_cc import SemanticCC
@@ -301,10 +307,8 @@ class Predictor:
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
         self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
         self.decoding, self.beams = decoding, int(beams)
-        task_hparams = getattr(task_or_model, "hparams", None) if task_or_model is not model else None
-        binary = binary_mask_class or (task_hparams or {}).get("binary_mask_class") or "change"
-        mask_class_names(2, binary)  # validates the name
-        self.binary_mask_class: str = binary
+        stored = self.task.hparams.get("binary_mask_class") if self.task is not None else None
+        self.binary_mask_class: str = binary_mask_name(binary_mask_class or stored)
         no_change = getattr(task_or_model, "no_change_candidates", None)
         self.no_change_candidates: list[str] = no_change(no_change_candidate) if callable(no_change) else []
 

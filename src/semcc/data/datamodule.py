@@ -13,10 +13,9 @@ When ``synth_root`` is set, missing roots default to the SynthLEVIR folders unde
 and joint, ``LEVIR-CD`` for cd) and the data set is generated there on first use (once; reused after;
 a file lock makes concurrent processes, e.g. DDP ranks, wait for one generator).
 
-Batches are :class:`ChangeBatch` dictionaries of any size: ``image_a``/``image_b`` ``[B, 3, H, W]``,
-``mask`` ``[B, H, W]`` where the source has masks, ``captions`` (all references of each pair),
-``name``, ``changed`` ``[B]`` bool and ``source``; with ``augment``, training batches also carry ``transient``
-``[B]`` bool (a one-off augmented pair, which the frozen-feature cache encodes without keeping).
+Batches are :class:`~semcc.data.batch.ChangeBatch` dictionaries (:mod:`semcc.data.batch`); with ``augment``,
+training batches also carry ``transient`` (a one-off augmented pair, which the frozen-feature cache encodes
+without keeping).
 
 The options beyond the roots, ``synth``, ``sources``, ``batch_size``, ``tokenizer_dir`` and ``strategy`` are
 grouped in small typed configs (:mod:`semcc.data.options`): ``eval_data``, ``loader``, ``cd``, ``phases``,
@@ -29,26 +28,34 @@ import contextlib
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from semcc.data.augment import PairAugment
+from semcc.data.batch import ChangeBatch, SourceCollate, collate_change_samples
 from semcc.data.folder import PairFolderDataset
 from semcc.data.levir import (
-    ChangeSample,
     LevirCCDataset,
     LevirCDDataset,
     LevirMCIDataset,
     load_levir_cc_captions,
     sentence_text,
 )
-from semcc.data.options import AugmentConfig, CDCropConfig, EvalDataConfig, LoaderConfig, PhaseConfig, Source
+from semcc.data.options import (
+    AugmentConfig,
+    CDCropConfig,
+    EvalDataConfig,
+    LoaderConfig,
+    PhaseConfig,
+    Source,
+    binary_mask_class,
+)
 from semcc.data.sampler import MultiSourceDataset, PhaseBatchSampler
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir, is_generated
 from semcc.data.text import build_word_tokenizer, most_frequent_changed_caption
@@ -72,59 +79,6 @@ __all__ = [
 TOKENIZER_STAMP = "semcc_captions.sha256"
 
 
-class ChangeBatch(TypedDict):
-    """A collated batch from one source."""
-
-    image_a: torch.Tensor
-    image_b: torch.Tensor
-    mask: NotRequired[torch.Tensor]
-    captions: list[list[str]]
-    name: list[str]
-    changed: torch.Tensor
-    source: str
-    phase: NotRequired[str]
-    transient: NotRequired[torch.Tensor]
-
-
-def collate_change_samples(samples: Sequence[ChangeSample], source: str = "") -> ChangeBatch:
-    """Stack samples into a :class:`ChangeBatch`, keeping every reference caption of every pair.
-
-    ``source`` defaults to the samples' own ``source`` tag; a ``phase`` tag is carried over too.
-    """
-    if not samples:
-        raise ValueError("cannot collate an empty batch")
-    first = samples[0]
-    source = source or str(first.get("source", ""))
-    with_mask = ["mask" in s for s in samples]
-    if any(with_mask) and not all(with_mask):
-        raise ValueError("a batch mixes samples with and without masks; keep one source per loader")
-    batch = ChangeBatch(
-        image_a=torch.stack([s["image_a"] for s in samples]),
-        image_b=torch.stack([s["image_b"] for s in samples]),
-        captions=[list(s["captions"]) for s in samples],
-        name=[s["name"] for s in samples],
-        changed=torch.tensor([bool(s["changed"]) for s in samples]),
-        source=source,
-    )
-    if all(with_mask):
-        batch["mask"] = torch.stack([s["mask"] for s in samples])
-    if any("transient" in s for s in samples):
-        batch["transient"] = torch.tensor([bool(s.get("transient", False)) for s in samples])
-    if "phase" in first:
-        batch["phase"] = str(first["phase"])
-    return batch
-
-
-class _Collate:
-    """Picklable collate function that tags batches with their source (for worker processes)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def __call__(self, samples: Sequence[ChangeSample]) -> ChangeBatch:
-        return collate_change_samples(samples, self.source)
-
-
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,12 +88,6 @@ def _file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def binary_mask_class(sources: Iterable[str], joint_mask_mode: str = "building") -> str:
-    """What a binary mask trained on ``sources`` marks: ``"building"`` when every mask source labels building change
-    (LEVIR-CD always; LEVIR-MCI, ``joint``, with ``joint_mask_mode: building``), else ``"change"`` (any change)."""
-    return "change" if "joint" in sources and joint_mask_mode != "building" else "building"
 
 
 class SemanticCCDataModule(L.LightningDataModule):
@@ -414,7 +362,7 @@ class SemanticCCDataModule(L.LightningDataModule):
             num_workers=self.loader.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.loader.num_workers > 0,
-            collate_fn=_Collate(source),
+            collate_fn=SourceCollate(source),
         )
 
     def detection_protocol(self, split: str) -> str | None:

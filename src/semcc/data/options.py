@@ -17,13 +17,22 @@ and on the command line ``--data.cd.crop_size 64`` or ``--data.augment.haze 0.3`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD
 from semcc.strategies import SOURCES
 
-__all__ = ["AugmentConfig", "CDCropConfig", "EvalDataConfig", "LoaderConfig", "PhaseConfig", "Source"]
+__all__ = [
+    "AugmentConfig",
+    "CDCropConfig",
+    "EvalDataConfig",
+    "LoaderConfig",
+    "PhaseConfig",
+    "Source",
+    "binary_mask_class",
+]
 
 #: A data source (:data:`semcc.strategies.SOURCES`): LEVIR-CD (D_cd), LEVIR-CC (D_cc), LEVIR-MCI (D_cd-cc).
 Source = Literal["cd", "cc", "joint"]
@@ -182,3 +191,9 @@ class AugmentConfig:
             if not whole or value < 0 or (high is not None and value > high):
                 limit = f"0 to {high}" if high is not None else "at least 0"
                 raise ValueError(f"augment.{name} must be a whole number, {limit}, got {value!r}")
+
+
+def binary_mask_class(sources: Iterable[str], joint_mask_mode: str = "building") -> str:
+    """What a binary mask trained on ``sources`` marks: ``"building"`` when every mask source labels building change
+    (LEVIR-CD always; LEVIR-MCI, ``joint``, with ``joint_mask_mode: building``), else ``"change"`` (any change)."""
+    return "change" if "joint" in sources and joint_mask_mode != "building" else "building"

@@ -39,6 +39,7 @@ from semcc.metrics.truth import MaskSummary, RegionSummary
 __all__ = [
     "KINDS",
     "ConsistencyReport",
+    "binary_mask_name",
     "check_consistency",
     "choose_consistent",
     "claim_to_dict",
@@ -81,7 +82,7 @@ class ConsistencyReport:
                 "disagreements": list(self.disagreements), "disagreement_kinds": list(self.kinds),
                 "consistent": self.consistent, "checks": self.checks}
 
-    def severity(self) -> tuple[int, ...]:
+    def severity(self) -> tuple[int, int, int]:
         """Disagreements per kind, ``change``, ``class``, then ``count`` and ``place`` together: what
         :func:`consistency_rank` sorts by (fewer first) before the agreements."""
         n = {k: self.kinds.count(k) for k in KINDS}
@@ -215,13 +216,22 @@ def consistency_rank(candidates: Sequence[str], mask: MaskSummary) -> list[int]:
     return sorted(range(len(candidates)), key=lambda i: key[i])
 
 
-def mask_class_names(num_classes: int, binary: str = ANY_CHANGE) -> dict[int, str]:
-    """What a CD head's mask values mean for the report: ``{1: binary}`` for a binary head (1 or 2 classes;
-    ``binary``: ``"change"`` for any change, ``"building"`` for a head trained on building-change labels, as
-    LEVIR-CD's), the LEVIR-MCI classes (``{1: "road", 2: "building"}``) for a three-class one, ``class{i}``
-    otherwise."""
+def binary_mask_name(binary: str | None) -> str:
+    """The class a binary mask marks: ``binary`` (``"change"`` for any change, or a class of
+    :data:`MASKED_CLASSES`, e.g. ``"building"`` for a head trained on building-change labels) checked, or
+    ``"change"`` when ``None`` (unknown)."""
+    if binary is None:
+        return ANY_CHANGE
     if binary != ANY_CHANGE and binary not in MASKED_CLASSES:
         raise ValueError(f"binary mask class must be {ANY_CHANGE!r} or one of {sorted(MASKED_CLASSES)}, got {binary!r}")
+    return binary
+
+
+def mask_class_names(num_classes: int, binary: str | None = None) -> dict[int, str]:
+    """What a CD head's mask values mean for the report: ``{1: binary_mask_name(binary)}`` for a binary head (1 or
+    2 classes), the LEVIR-MCI classes (``{1: "road", 2: "building"}``) for a three-class one, ``class{i}``
+    otherwise."""
+    binary = binary_mask_name(binary)
     if num_classes <= 2:
         return {1: binary}
     if num_classes == len(MCI_CLASSES):

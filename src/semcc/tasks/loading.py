@@ -21,7 +21,7 @@ import torch
 import yaml
 from jsonargparse import ArgumentParser
 
-from semcc.data.datamodule import binary_mask_class
+from semcc.data.options import binary_mask_class
 from semcc.models.configs import upgrade_model_config
 from semcc.models.semantic_cc import SemanticCC
 from semcc.tasks.evaluator import EvalConfig
@@ -61,7 +61,7 @@ def task_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_binary_mask_class(config: dict[str, Any]) -> str | None:
-    """What a binary mask of a run marks (:func:`semcc.data.datamodule.binary_mask_class`), from its stored ``data``
+    """What a binary mask of a run marks (:func:`semcc.data.options.binary_mask_class`), from its stored ``data``
     section (sources: those with a root, ``synth_root`` giving all three; ``loader.joint_mask_mode``); ``None``
     when the run had no semcc data module."""
     data = config.get("data")

@@ -27,7 +27,7 @@ import lightning as L
 import torch
 
 from semcc.data.text import INSTRUCTIONS, NO_CHANGE_SENTENCES, is_no_change
-from semcc.metrics.consistency import choose_consistent, mask_class_names
+from semcc.metrics.consistency import binary_mask_name, choose_consistent, mask_class_names
 from semcc.metrics.report import write_report
 from semcc.metrics.truth import summarize_mask
 from semcc.models.cd_head import class_mask
@@ -103,8 +103,7 @@ class SemanticCCTask(L.LightningModule):
             hint = " (single-task captioning: strategy caption_only)" if lacking == ["cd_head"] else ""
             raise ValueError(f"strategy {strategy!r} trains {list(required_heads(strategy))} but the model has no "
                              f"{' and no '.join(lacking)}{hint}")
-        if binary_mask_class is not None:
-            mask_class_names(2, binary_mask_class)  # validates the name
+        binary_mask_name(binary_mask_class)  # a wrong name fails here, not at the first validation
         if cd_loss not in ("bce", "bce_dice"):
             raise ValueError(f"cd_loss must be 'bce' or 'bce_dice', got {cd_loss!r}")
         if no_change_caption is not None and not is_no_change(no_change_caption):
@@ -271,7 +270,7 @@ class SemanticCCTask(L.LightningModule):
         """What the CD head's mask values mean for the consistency report (:func:`semcc.metrics.consistency.
         mask_class_names`; a binary head: ``binary_mask_class``, ``"change"`` when unknown)."""
         classes = self.model.cd_head.num_classes if self.model.cd_head is not None else 1
-        return mask_class_names(max(2, classes), self.hparams.get("binary_mask_class") or "change")
+        return mask_class_names(max(2, classes), self.hparams.get("binary_mask_class"))
 
     def no_change_candidates(self, enabled: bool | None = None) -> list[str]:
         """``[no_change_caption]`` when it is set and ``enabled`` (default: ``evaluation.no_change_candidate``) is
