@@ -4,6 +4,10 @@ Every script in this folder prints :func:`machine_line` above its table (CPU mod
 core count, GPU name when CUDA is available, torch version, dtype, threads) and writes the same table with the
 machine description to ``--json PATH`` through :func:`report`. Nothing here is measured: it only describes and
 formats what a script measured.
+
+Importing it flushes subnormal floats to zero (:func:`semcc.denormals.flush_denormals`, as the ``semcc`` console
+script does before any command), so that a script that trains or predicts in its own process measures the
+arithmetic of ``semcc fit``; every script imports this module before it runs a torch operation.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from semcc.denormals import flush_denormals
+
+flush_denormals()
 
 __all__ = [
     "PeakMemory",

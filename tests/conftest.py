@@ -1,4 +1,8 @@
-"""Shared fixtures: the real LEVIR-CC samples in ../shared and a small SynthLEVIR data set."""
+"""Shared fixtures: the real LEVIR-CC samples in ../shared and a small SynthLEVIR data set.
+
+The tests compute in the arithmetic of the ``semcc`` console script: subnormal floats flushed to zero
+(:mod:`semcc.denormals`), set here, before any test runs a torch operation.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from semcc.denormals import flush_denormals
+
+flush_denormals()
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PAIRS = ("train_000016.png", "train_000051.png", "train_000054.png")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from semcc.commands import COMMANDS, run_command, usage
+from semcc.denormals import flush_denormals
 
 __all__ = ["main"]
 
@@ -20,12 +21,15 @@ __all__ = ["main"]
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point of the ``semcc`` console script; ``args`` defaults to ``sys.argv[1:]``.
 
-    Returns the exit status: 0, 1 for bad input (one line on stderr), 2 for an unknown command.
+    Returns the exit status: 0, 1 for bad input (one line on stderr), 2 for an unknown command. Before any
+    command runs, subnormal floats are flushed to zero on the CPU (:mod:`semcc.denormals`; the
+    ``SEMCC_FLUSH_DENORMALS=0`` environment variable keeps them).
     """
     argv = list(sys.argv[1:] if args is None else args)
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0
+    flush_denormals()  # before any torch operation starts torch's threads, which inherit the mode
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         print(f"semcc: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
