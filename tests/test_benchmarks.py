@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCH))
 import _common  # noqa: E402
 import augment_speed  # noqa: E402
 import fit_tiny  # noqa: E402
+import neck_gates  # noqa: E402
 import train_step  # noqa: E402
 from semcc.models import build_semantic_cc  # noqa: E402
 from semcc.tasks.evaluator import EvalConfig  # noqa: E402
@@ -172,3 +173,28 @@ def test_augment_speed_times_both_blas_settings_on_the_same_images(tmp_path: Pat
     assert all(row["ms"] > 0 and row["same"] == "yes" for row in rows)
     assert "| BLAS threads in the colour map |" in capsys.readouterr().out
     assert json.loads((tmp_path / "a.json").read_text())["rows"] == rows
+
+
+def test_neck_gates_reads_eq5_gates_per_unit_and_direction(tmp_path: Path, tiny_checkpoint: Path, synth_root: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    torch.manual_seed(0)
+    model = build_semantic_cc("tiny", img_size=64, cc_head=False).eval()
+    images = [(torch.randn(3, 64, 64), torch.randn(3, 64, 64)) for _ in range(3)]
+    unit = model.neck.units[0]
+    with torch.no_grad():
+        unit.inter_cc.weight.zero_()  # S = 0 everywhere: every gate half open
+        unit.inter_cd.weight.mul_(1e4)  # |S| huge: every gate shut or fully open
+    rows = {r["gate"]: r for r in neck_gates.gate_rows(model, images, "hand-made", batch_size=2)}
+    assert (rows["CD -> CC"]["s_p01"], rows["CD -> CC"]["s_p99"]) == (0, 0)
+    assert rows["CD -> CC"]["shut"] == rows["CD -> CC"]["open"] == 0
+    assert rows["CC -> CD"]["shut"] + rows["CC -> CD"]["open"] > 0.99
+    assert rows["CC -> CD"]["s_p01"] < 0 < rows["CC -> CD"]["s_p99"]
+
+    out = neck_gates.main(["--random", "--ckpt", str(tiny_checkpoint), "--root", str(synth_root / "LEVIR-CC"),
+                           "--pairs", "4", "--json", str(tmp_path / "g.json")])
+    assert [(r["model"], r["gate"]) for r in out] == [
+        ("random init", "CD -> CC"), ("random init", "CC -> CD"), ("last.ckpt", "CD -> CC"), ("last.ckpt", "CC -> CD")]
+    assert all(r["s_p01"] <= r["s_p50"] <= r["s_p99"] and 0 <= r["shut"] + r["open"] <= 1 for r in out)
+    assert all(r["shut"] == r["open"] == 0 for r in out[:2])  # at init no gate is saturated
+    assert "| model | unit | gate |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "g.json").read_text())["rows"] == out

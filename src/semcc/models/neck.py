@@ -48,8 +48,12 @@ class InterTaskAttention(nn.Module):
         nn.init.normal_(self.weight, std=(dim_1 * dim_2) ** -0.5)
         self.proj = nn.Linear(dim_1 + dim_2, dim_1)
 
+    def similarity(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """``S``, one value per pixel: ``[M, N, d_1]``, ``[M, N, d_2]`` -> ``[M, N]``."""
+        return torch.einsum("mni,ij,mnj->mn", x1, self.weight, x2)
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        s = torch.einsum("mni,ij,mnj->mn", x1, self.weight, x2).unsqueeze(-1)  # S, one value per pixel
+        s = self.similarity(x1, x2).unsqueeze(-1)
         delta_x2 = x2 * torch.sigmoid(s)
         return torch.sigmoid(self.proj(torch.cat([x1, delta_x2], dim=-1)))
 
