@@ -140,6 +140,7 @@ ABLATIONS = [
     pytest.param({"neck": False}, id="neck-none"),
     pytest.param({"neck": {"inter": "cross"}}, id="neck-cross"),
     pytest.param({"neck": {"inter": "bilinear", "num_units": 3}}, id="neck-bilinear"),
+    pytest.param({"neck": {"normalize_similarity": True}}, id="neck-normalized-similarity"),
     pytest.param({"cc_head": {"enhancer": {"position": "none"}}}, id="enh-none"),
     *[
         pytest.param({"cc_head": {"enhancer": {"position": pos, "mode": mode}}}, id=f"enh-{pos}-{mode}")
@@ -336,3 +337,19 @@ def test_parts_build_from_class_path_config(tok_dir: Path) -> None:
     assert lora_layers == {"q_proj", "v_proj"}
     out = model(*images(1), captions=CAPTIONS[:1])
     assert out.mask_logits.shape == (1, 3, IMG, IMG) and torch.isfinite(out.cc_loss)
+
+
+def test_normalized_similarity_does_not_grow_with_the_features() -> None:
+    from semcc.models.neck import InterTaskAttention
+
+    torch.manual_seed(0)
+    x1, x2 = torch.randn(2, 5, 16), torch.randn(2, 5, 8)
+    raw, normalized = InterTaskAttention(16, 8), InterTaskAttention(16, 8, normalize=True)
+    normalized.load_state_dict(raw.state_dict())  # no parameters of its own: the same W
+    # Eq. 5 as written: S scales with the norms of both features (the saturation benchmarks/neck_gates.py shows)
+    torch.testing.assert_close(raw.similarity(10 * x1, 10 * x2), 100 * raw.similarity(x1, x2))
+    # normalised: S is the same for features ten times larger, and about unit-sized at init
+    torch.testing.assert_close(normalized.similarity(10 * x1, 10 * x2), normalized.similarity(x1, x2), rtol=1e-4,
+                               atol=1e-4)  # up to layer_norm's eps
+    assert normalized.similarity(10 * x1, 10 * x2).abs().max() < 5
+    assert not torch.allclose(normalized.similarity(x1, x2), raw.similarity(x1, x2))

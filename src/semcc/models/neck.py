@@ -40,16 +40,24 @@ __all__ = ["CrossTaskAttention", "InterTaskAttention", "MultiTaskNeck", "NeckUni
 
 
 class InterTaskAttention(nn.Module):
-    """Eq. 5 bilinear similarity gate: ``[M, N, d_1]``, ``[M, N, d_2]`` -> ``[M, N, d_1]``."""
+    """Eq. 5 bilinear similarity gate: ``[M, N, d_1]``, ``[M, N, d_2]`` -> ``[M, N, d_1]``.
 
-    def __init__(self, dim_1: int, dim_2: int) -> None:
+    ``normalize`` (beyond the paper): ``S`` is taken between the layer-normalised ``x_1`` and ``x_2`` (no affine
+    weights), so that it does not grow with the features' norms; ``Delta X_2`` still gates the raw ``X_2``.
+    """
+
+    def __init__(self, dim_1: int, dim_2: int, normalize: bool = False) -> None:
         super().__init__()
+        self.normalize = normalize
         self.weight = nn.Parameter(torch.empty(dim_1, dim_2))
         nn.init.normal_(self.weight, std=(dim_1 * dim_2) ** -0.5)
         self.proj = nn.Linear(dim_1 + dim_2, dim_1)
 
     def similarity(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """``S``, one value per pixel: ``[M, N, d_1]``, ``[M, N, d_2]`` -> ``[M, N]``."""
+        if self.normalize:
+            x1 = nn.functional.layer_norm(x1, x1.shape[-1:])
+            x2 = nn.functional.layer_norm(x2, x2.shape[-1:])
         return torch.einsum("mni,ij,mnj->mn", x1, self.weight, x2)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -87,14 +95,15 @@ class NeckUnit(nn.Module):
     """One multi-task semantic aggregation unit (Eq. 4): intra-task layers, inter-task both ways."""
 
     def __init__(
-        self, cd_dim: int, cc_dim: int, num_heads: int, mlp_ratio: float, inter: str, dropout: float
+        self, cd_dim: int, cc_dim: int, num_heads: int, mlp_ratio: float, inter: str, dropout: float,
+        normalize_similarity: bool = False,
     ) -> None:
         super().__init__()
         self.intra_cd = _intra(cd_dim, num_heads, mlp_ratio, dropout)
         self.intra_cc = _intra(cc_dim, num_heads, mlp_ratio, dropout)
         if inter == "bilinear":
-            self.inter_cd = InterTaskAttention(cd_dim, cc_dim)  # CC -> CD
-            self.inter_cc = InterTaskAttention(cc_dim, cd_dim)  # CD -> CC
+            self.inter_cd = InterTaskAttention(cd_dim, cc_dim, normalize_similarity)  # CC -> CD
+            self.inter_cc = InterTaskAttention(cc_dim, cd_dim, normalize_similarity)  # CD -> CC
         elif inter == "cross":
             self.inter_cd = CrossTaskAttention(cd_dim, cc_dim, num_heads, mlp_ratio)
             self.inter_cc = CrossTaskAttention(cc_dim, cd_dim, num_heads, mlp_ratio)
@@ -118,6 +127,9 @@ class MultiTaskNeck(nn.Module):
         mlp_ratio: FFN width of the Transformer layers.
         inter: ``"bilinear"`` (Eq. 5, paper) or ``"cross"`` (Table II Neck_cs).
         dropout: dropout of the intra-task Transformer layers.
+        normalize_similarity: beyond the paper: Eq. 5's ``S`` between layer-normalised features
+            (:class:`InterTaskAttention`). As written (False), ``S`` grows with the features' norms in training
+            and the gates saturate into switches (``benchmarks/neck_gates.py``).
     """
 
     def __init__(
@@ -129,11 +141,13 @@ class MultiTaskNeck(nn.Module):
         mlp_ratio: float = 2.0,
         inter: str = "bilinear",
         dropout: float = 0.0,
+        normalize_similarity: bool = False,
     ) -> None:
         super().__init__()
         self.inter = inter
         self.units = nn.ModuleList(
-            NeckUnit(cd_dim, cc_dim, num_heads, mlp_ratio, inter, dropout) for _ in range(num_units)
+            NeckUnit(cd_dim, cc_dim, num_heads, mlp_ratio, inter, dropout, normalize_similarity)
+            for _ in range(num_units)
         )
 
     def forward(
