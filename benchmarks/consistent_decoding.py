@@ -3,12 +3,13 @@ among each instruction's beams, most consistent with the pair's own predicted ma
 
 Runs a ``semcc fit`` checkpoint with :class:`semcc.inference.Predictor` on a split of a LEVIR-CC-layout folder with
 LEVIR-MCI labels and ground truth (SynthLEVIR's ``synth_meta.json``, or the labels), once with ``decoding="greedy"``
-and once with ``decoding="consistent"``, and prints one row each (:func:`_common.score_predictor`): captions right
+and once with ``decoding="consistent"`` (once per ``--change-share``, the mask's change threshold, when given), and
+prints one row each (:func:`_common.score_predictor`): captions right
 about change, the semantic scores, changed-pair BLEU-4 and CIDEr, overall CIDEr, the share of pairs whose caption
 agrees with the mask, and the time.
 
 Usage: ``python benchmarks/consistent_decoding.py --ckpt CKPT [--root ~/.cache/semcc/synthlevir-tiny/LEVIR-CC]
-[--split test] [--beams 2]``
+[--split test] [--beams 2] [--change-share 0.005 0.002]``
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="LEVIR-CC folder with labels (default: the tiny config's SynthLEVIR)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--beams", type=int, default=2, help="beams per instruction for the consistent decoding")
+    parser.add_argument("--change-share", type=float, nargs="+", default=None,
+                        help="the mask's change threshold(s) of the consistent decoding (Predictor(change_share=...)),"
+                        " one consistent row each (default: the checkpoint's, 0.005 unless it was set)")
     parser.add_argument("--batch-size", type=int, default=16)
     add_json_argument(parser, "consistent_decoding.json")
     args = parser.parse_args(argv)
@@ -50,11 +54,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not (root / "LevirCCcaptions.json").is_file():
         parser.error(f"{root}: no LevirCCcaptions.json (run `semcc fit --config configs/tiny.yaml` or `semcc synth`)")
     rows = []
-    for decoding in ("greedy", "consistent"):
+    shares: list[float | None] = list(args.change_share) if args.change_share else [None]
+    for decoding, share in [("greedy", None)] + [("consistent", x) for x in shares]:
         predictor = Predictor.from_checkpoint(args.ckpt, decoding=decoding, beams=args.beams,
-                                              batch_size=args.batch_size)
-        scores = score_predictor(predictor, root, args.split)
-        row = {"decoding": decoding}
+                                              batch_size=args.batch_size, change_share=share)
+        scores = score_predictor(predictor, root, args.split, min_share=predictor.change_share)
+        explicit = args.change_share is not None and decoding == "consistent"
+        row = {"decoding": f"{decoding} ({predictor.change_share:g})" if explicit else decoding}
         row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items() if k in COLUMNS})
         row["seconds"] = round(scores["seconds"], 1)
         rows.append(row)

@@ -15,7 +15,8 @@ a SynthLEVIR test split of ``--pairs`` pairs under ``--work`` (once; reused afte
   (:func:`semcc.data.text.is_no_change` of the prediction against the references);
 * **false change (caption)**: the share of the unchanged pairs captioned as changed;
 * **false change (mask)**: the share of the unchanged pairs whose predicted mask marks at least ``--min-share``
-  of the pixels (default 0.005, :data:`semcc.metrics.truth.MASK_CHANGE_SHARE`);
+  of the pixels (default: the decoding's ``--change-share``, the checkpoint's unless given, else 0.005,
+  :data:`semcc.metrics.truth.MASK_CHANGE_SHARE`);
 * **changed CIDEr**: CIDEr-D of the changed pairs, scored on their own (the ``change_cider`` of
   :func:`semcc.metrics.captioning.score_split`);
 * **semantic scores** (:func:`semcc.metrics.claim_scores.semantic_scores` against the claims of
@@ -28,7 +29,8 @@ training strength is marked (read from the checkpoint's run configuration, ``dat
 ``--train-nuisance``). Prints the table and writes it, with every per-seed value, as JSON (``--json``).
 
 Usage: ``python benchmarks/robustness.py --ckpt runs/tiny/version_0/checkpoints/last.ckpt
-[--pairs 100] [--seeds 101 102] [--nuisance 0 0.25 0.5 1 1.5 2] [--work ~/.cache/semcc/robustness]``
+[--pairs 100] [--seeds 101 102] [--nuisance 0 0.25 0.5 1 1.5 2] [--work ~/.cache/semcc/robustness]
+[--change-share 0.002]``
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ import yaml
 from _common import add_json_argument, markdown_table, report, score_predictor
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir
 from semcc.inference import Predictor
-from semcc.metrics.truth import MASK_CHANGE_SHARE
 
 #: Scores of a row, in table order: key -> column title.
 COLUMNS: dict[str, str] = {
@@ -108,8 +109,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--size", type=int, default=256, help="pair size in pixels")
     parser.add_argument("--work", type=Path, default=Path("~/.cache/semcc/robustness"),
                         help="where the test sets are generated (reused when present)")
-    parser.add_argument("--min-share", type=float, default=MASK_CHANGE_SHARE,
-                        help="a predicted mask marking at least this share of the pixels says 'changed'")
+    parser.add_argument("--change-share", type=float, default=None,
+                        help="the mask's change threshold of the consistent decoding (Predictor(change_share=...); "
+                        "default: the checkpoint's, 0.005 unless it was set)")
+    parser.add_argument("--min-share", type=float, default=None,
+                        help="false change (mask): a predicted mask marking at least this share of the pixels says "
+                        "'changed' (default: the decoding's change share)")
     parser.add_argument("--mask-mode", choices=("auto", "building", "change"), default="auto",
                         help="CD target: building change (LEVIR-CD), any change; auto: as the checkpoint trained")
     parser.add_argument("--train-nuisance", type=float, default=None,
@@ -130,7 +135,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     start = time.perf_counter()
     predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, batch_size=args.batch_size,
-                                          decoding=None if args.decoding == "auto" else args.decoding)
+                                          decoding=None if args.decoding == "auto" else args.decoding,
+                                          change_share=args.change_share)
+    if args.min_share is None:
+        args.min_share = predictor.change_share
     data = run_config(predictor)
     synth = data.get("synth") if isinstance(data.get("synth"), dict) else {}
     train_nuisance = args.train_nuisance if args.train_nuisance is not None else synth.get("nuisance")

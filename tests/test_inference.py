@@ -229,6 +229,7 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     assert lines[-1] == f"report: {json_path}"
     report = json.loads(json_path.read_text())
     assert report["caption"] == lines[at - 1] and report["decoding"] == "consistent"  # tiny.yaml's setting
+    assert report["change_share"] == 0.005 and report["mask"]["changed"] == (report["mask"]["changed_share"] >= 0.005)
     assert set(report) >= {"claim", "mask", "disagreements", "consistent"}
     assert [f"disagreement ({k}): {d}" for k, d in zip(report["disagreement_kinds"], report["disagreements"],
                                                         strict=True)] == lines[at + 2 : -1]
@@ -247,6 +248,7 @@ def test_caption_command_errors(tiny_checkpoint: Path, real_pair, tmp_path: Path
         ([str(before), str(small)], "is 256x256 but"),
         ([str(before), str(tmp_path / "nope.png")], "nope.png: image file is missing"),
         ([str(before), str(before), "--overlap", "1.5"], "overlap must be in [0, 1)"),
+        ([str(before), str(before), "--change-share", "0"], "change_share must be in (0, 1]"),
     ]
     for argv, message in cases:
         assert main(["caption", *argv, "--ckpt", str(tiny_checkpoint), "--out", str(tmp_path)]) == 1

@@ -377,4 +377,40 @@ def test_decoding_options_are_checked() -> None:
         EvalConfig(decoding="best")
     with pytest.raises(ValueError, match=r"evaluation\.beams"):
         EvalConfig(beams=0)
-    assert {"decoding", "beams"} <= set(EvalConfig.STORED)  # Predictor and semcc caption default to the run's
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"evaluation\.change_share must be in \(0, 1\]"):
+            EvalConfig(change_share=bad)
+    # Predictor and semcc caption default to the run's
+    assert {"decoding", "beams", "change_share"} <= set(EvalConfig.STORED)
+
+
+def test_the_mask_change_threshold_decides_what_a_small_mask_says(tiny_checkpoint: Path) -> None:
+    """``change_share``: one house of 14 x 14 px on a 256 x 256 pair (0.30% of the pixels, under the default 0.5%)
+    says "no change" by default and "changed" from 0.2%: the no-change caption then disagrees with the mask, and
+    consistency-aware decoding neither offers the no-change sentence nor keeps a generated one over the house."""
+    from dataclasses import replace
+
+    from semcc.inference import Predictor
+    from semcc.metrics.consistency import choose_consistent
+    from semcc.metrics.truth import MASK_CHANGE_SHARE
+    from semcc.tasks.loading import load_task
+
+    house = _squares(256, [(100, 100, 114, 114)])
+    default, low = summarize_mask(house, {1: "building"}), summarize_mask(house, {1: "building"}, change_share=0.002)
+    assert math.isclose(default.changed_share, 196 / 256**2) and default.change_share == MASK_CHANGE_SHARE == 0.005
+    assert not default.changed and low.changed and low.change_share == 0.002
+    fixed, built = "the scene is the same as before", "a house is built in the middle"
+    assert check_consistency(fixed, default).consistent
+    assert check_consistency(fixed, low).kinds == ("change",)
+    assert choose_consistent(fixed, [built], default, no_change=[fixed])[0] == fixed  # ties keep the greedy one
+    assert choose_consistent(fixed, [built], low, no_change=[fixed]) == (built, [built, fixed])
+    for bad in (0, 2.0):
+        with pytest.raises(ValueError, match=r"change_share must be in \(0, 1\]"):
+            summarize_mask(house, {1: "building"}, change_share=bad)
+    task = load_task(tiny_checkpoint)
+    assert task.evaluation.change_share == MASK_CHANGE_SHARE and Predictor(task).change_share == MASK_CHANGE_SHARE
+    assert Predictor(task, change_share=0.002).change_share == 0.002
+    task.evaluation = replace(task.evaluation, change_share=0.003)  # as a run with --model.evaluation.change_share
+    assert Predictor(task).change_share == 0.003
+    with pytest.raises(ValueError, match="change_share"):
+        Predictor(task, change_share=0.0)

@@ -50,7 +50,7 @@ from semcc.metrics.consistency import (
     choose_consistent,
     mask_class_names,
 )
-from semcc.metrics.truth import summarize_mask
+from semcc.metrics.truth import MASK_CHANGE_SHARE, check_change_share, summarize_mask
 from semcc.models.cd_head import class_mask
 from semcc.models.semantic_cc import SemanticCC
 
@@ -253,6 +253,9 @@ class Predictor:
         no_change_candidate: add the task's ``no_change_caption`` to the candidates of ``decoding="consistent"``
             where the pair's mask shows no change (default: the task's ``evaluation.no_change_candidate``; a bare
             model, or a task without the sentence, adds nothing either way).
+        change_share: the share of a predicted mask's pixels from which the mask says "changed", for consistency-aware
+            decoding and the report, in (0, 1] (default: the task's ``evaluation.change_share``, else
+            :data:`semcc.metrics.truth.MASK_CHANGE_SHARE`).
         binary_mask_class: what a binary model's mask marks, for the consistency report and decoding:
             ``"building"`` or ``"change"`` (any change). Default: the task's (stored by ``semcc fit``; tiny's is
             ``"building"``), else ``"change"``.
@@ -274,6 +277,7 @@ class Predictor:
         decoding: Literal["greedy", "consistent"] | None = None,
         beams: int | None = None,
         no_change_candidate: bool | None = None,
+        change_share: float | None = None,
         binary_mask_class: str | None = None,
     ) -> None:
         model = getattr(task_or_model, "model", task_or_model)
@@ -307,6 +311,9 @@ class Predictor:
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
         self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
         self.decoding, self.beams = decoding, int(beams)
+        if change_share is None:
+            change_share = _task_setting(task_or_model, "change_share") or MASK_CHANGE_SHARE
+        self.change_share = check_change_share(change_share)
         stored = self.task.hparams.get("binary_mask_class") if self.task is not None else None
         self.binary_mask_class: str = binary_mask_name(binary_mask_class or stored)
         no_change = getattr(task_or_model, "no_change_candidates", None)
@@ -408,7 +415,8 @@ class Predictor:
         logit = logit.float().cpu()
         result.mask = class_mask(logit).numpy().astype(np.uint8)
         if caption is not None:
-            summary = summarize_mask(result.mask, self.mask_classes)  # once: for the choice and the report
+            # once: for the choice and the report
+            summary = summarize_mask(result.mask, self.mask_classes, change_share=self.change_share)
             if candidates is not None:
                 result.caption, result.candidates = choose_consistent(caption, candidates, summary,
                                                                       no_change=self.no_change_candidates)

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "most consistent with the predicted mask (default: the run's model.evaluation.decoding)")
     p.add_argument("--beams", type=int, default=None,
                    help="beams per instruction for --decoding consistent (default: the run's, else 2)")
+    p.add_argument("--change-share", type=float, default=None,
+                   help="the share of the mask's pixels from which it says 'changed', for --decoding consistent "
+                   "and the consistency report, in (0, 1] (default: the run's, else 0.005)")
     geo = p.add_argument_group("GeoTIFF scenes (.tif/.tiff pairs, any size; needs pip install 'semcc[geo]')")
     geo.add_argument("--bands", default=None,
                      help="1-based bands read as red,green,blue, e.g. 3,2,1 (default: the RGB colour "
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(
         args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
+        change_share=args.change_share,
     )
     name = args.before.stem
     result = predictor.predict(before, after, names=[name])
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         for kind, note in zip(result.consistency.kinds, result.consistency.disagreements, strict=True):
             print(f"disagreement ({kind}): {note}")
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
-              "decoding": predictor.decoding}
+              "decoding": predictor.decoding, "change_share": predictor.change_share}
     json_path = args.out / f"{name}.json"
     tmp = json_path.with_name(f".{json_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -118,6 +122,7 @@ def _run_scene(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(
         args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
+        change_share=args.change_share,
     )
     result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,
                            max_region_captions=max_captions)

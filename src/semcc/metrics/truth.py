@@ -37,6 +37,7 @@ __all__ = [
     "MIN_COMPONENT_SHARE",
     "MaskSummary",
     "RegionSummary",
+    "check_change_share",
     "claim_from_mask",
     "claim_from_synth_event",
     "connected_components",
@@ -132,11 +133,13 @@ class MaskSummary:
     #: The classes the mask can mark (the names :func:`summarize_mask` was given), present or not: what a caption
     #: can be checked against (``("building",)`` for a building-change mask, ``("change",)`` for any change).
     classes: tuple[str, ...] = ()
+    #: The share of the pixels from which the mask says "changed" (:data:`MASK_CHANGE_SHARE` unless chosen).
+    change_share: float = MASK_CHANGE_SHARE
 
     @property
     def changed(self) -> bool:
-        """The mask marks at least :data:`MASK_CHANGE_SHARE` of the pixels."""
-        return self.changed_share >= MASK_CHANGE_SHARE
+        """The mask marks at least ``change_share`` (default :data:`MASK_CHANGE_SHARE`) of the pixels."""
+        return self.changed_share >= self.change_share
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``height``, ``width``, ``changed_share``, ``changed``, ``regions`` (list of dicts)."""
@@ -147,15 +150,18 @@ class MaskSummary:
 
 
 def summarize_mask(
-    mask: np.ndarray, classes: Mapping[int, str], *, min_share: float = MIN_COMPONENT_SHARE
+    mask: np.ndarray, classes: Mapping[int, str], *, min_share: float = MIN_COMPONENT_SHARE,
+    change_share: float = MASK_CHANGE_SHARE,
 ) -> MaskSummary:
     """Summary of an integer ``[H, W]`` mask whose values ``classes`` names (other non-zero values raise).
 
     A binary mask of any change: ``{1: "change"}``; of building change (LEVIR-CD): ``{1: "building"}``; a
     LEVIR-MCI label: :data:`MCI_LABEL_CLASSES`; a predicted LEVIR-MCI class mask: ``{1: "road", 2: "building"}``.
     Per class: components of at least ``min_share`` of the image, share of the image, place
-    (:func:`~semcc.data.synthetic.language.place_of`, ``centre`` for the centre).
+    (:func:`~semcc.data.synthetic.language.place_of`, ``centre`` for the centre). ``change_share``: the share of
+    the pixels from which the mask says "changed" (:attr:`MaskSummary.changed`), in (0, 1].
     """
+    check_change_share(change_share)
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"summarize_mask needs a 2-D mask, got shape {mask.shape}")
@@ -177,7 +183,15 @@ def summarize_mask(
         regions.append(RegionSummary(cls=cls, components=int((sizes >= min_pixels).sum()),
                                      share=pixels / area, place=_place(place)[0] if place else None))
     return MaskSummary(height=h, width=w, changed_share=float((mask != 0).sum()) / area, regions=tuple(regions),
-                       classes=tuple(classes.values()))
+                       classes=tuple(classes.values()), change_share=float(change_share))
+
+
+def check_change_share(change_share: float, name: str = "change_share") -> float:
+    """``change_share`` as a float, checked to lie in (0, 1] (a ``ValueError`` naming ``name`` otherwise)."""
+    value = float(change_share)
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1] (a share of the mask's pixels), got {change_share!r}")
+    return value
 
 
 def claim_from_mask(summary: MaskSummary, classes: Iterable[str] = MCI_LABEL_CLASSES.values()) -> CaptionClaim:

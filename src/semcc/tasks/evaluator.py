@@ -26,6 +26,7 @@ from semcc.data.text import is_no_change
 from semcc.metrics.captioning import CaptionMetrics, build_id_vocabulary, meteor_unavailable_reason, score_floors
 from semcc.metrics.claim_scores import SEMANTIC_COLUMNS, semantic_report
 from semcc.metrics.detection import detection_metrics, flatten_detection_scores
+from semcc.metrics.truth import MASK_CHANGE_SHARE, check_change_share
 from semcc.models.cd_head import class_mask
 
 __all__ = ["EvalConfig", "Evaluator"]
@@ -59,6 +60,11 @@ class EvalConfig:
             shows no change, so that such a pair is captioned as unchanged even when every generated candidate
             describes a change (a look-alike change: illumination, season, haze, misregistration). It is not
             offered where the mask marks a change (``MaskSummary.changed``): there it would contradict the mask.
+        change_share: the share of a predicted mask's pixels from which consistency-aware decoding (and the
+            consistency report) takes the mask to say "changed", in (0, 1]; default
+            :data:`semcc.metrics.truth.MASK_CHANGE_SHARE` (0.005). Lower catches changes the CD head marks only in
+            part (a house under-segmented) and costs false changes where look-alike changes leave specks
+            (``benchmarks/README.md``, "The mask's change threshold").
         reference_nll: also score the references by the model: the teacher-forced negative log-likelihood per
             caption token of each reference (L_cc of Eq. 9 on held-out captions; a no-change pair on the
             task's ``no_change_caption`` when set, as in training), averaged over a pair's references and over
@@ -77,6 +83,7 @@ class EvalConfig:
     decoding: str = "greedy"
     beams: int = 2
     no_change_candidate: bool = True
+    change_share: float = MASK_CHANGE_SHARE
     reference_nll: bool = True
 
     def __post_init__(self) -> None:
@@ -84,10 +91,12 @@ class EvalConfig:
             raise ValueError(f"evaluation.decoding must be 'greedy' or 'consistent', got {self.decoding!r}")
         if self.beams < 1:
             raise ValueError(f"evaluation.beams must be >= 1, got {self.beams}")
+        check_change_share(self.change_share, "evaluation.change_share")
 
     #: What a checkpoint keeps of the evaluation settings (the others are options of each run, so that, say,
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
-    STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "no_change_candidate")
+    STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "no_change_candidate",
+              "change_share")
 
 
 class Evaluator(nn.Module):

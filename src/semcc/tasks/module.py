@@ -261,7 +261,8 @@ class SemanticCCTask(L.LightningModule):
             masks = class_mask(mask_logits).cpu().numpy()
             classes = self.mask_classes
             extra = self.no_change_candidates()
-            captions = [choose_consistent(c, more, summarize_mask(m, classes), no_change=extra)[0]
+            share = self.evaluation.change_share
+            captions = [choose_consistent(c, more, summarize_mask(m, classes, change_share=share), no_change=extra)[0]
                         for c, more, m in zip(captions, candidates, masks, strict=True)]
         return mask_logits, captions
 
