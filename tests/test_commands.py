@@ -153,3 +153,51 @@ def test_bad_input_message_rules(tmp_path: Path) -> None:
                              "is missing\n")
     assert bad_input_message(wrapped) == "a.png: image file is missing"
     assert commands.usage().splitlines()[0] == "usage: semcc COMMAND [options]"
+
+
+def test_evaluation_options_with_ckpt_path(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """With ``--ckpt_path`` Lightning replaces the configured task arguments by the checkpoint's hyperparameters.
+    semcc puts back the run's evaluation settings: a stored one (``decoding``, ``beams``, ``change_share``) comes
+    from the checkpoint unless the command line gives it; an unstored one (``meteor``) from the run, not reset to
+    its default."""
+    import torch
+
+    from semcc.cli import SemanticCCCLI, explicit_options
+    from semcc.data.datamodule import SemanticCCDataModule
+    from semcc.tasks.module import SemanticCCTask
+
+    checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["evaluation"].update(decoding="greedy", beams=3, change_share=0.004)
+    ckpt = tmp_path / "greedy.ckpt"
+    torch.save(checkpoint, ckpt)
+
+    seen: dict = {}
+
+    class Probe(SemanticCCCLI):
+        def instantiate_classes(self) -> None:
+            seen.update(vars(self.config[self.config.subcommand].model.evaluation))
+            raise SystemExit(0)
+
+    def parsed(*args: str) -> dict:
+        seen.clear()
+        saved = sys.argv
+        sys.argv = ["semcc", "validate", "--config", TINY, *args]
+        try:
+            with pytest.raises(SystemExit):
+                Probe(SemanticCCTask, SemanticCCDataModule, save_config_kwargs={"overwrite": True})
+        finally:
+            sys.argv = saved
+        return dict(seen)
+
+    plain = parsed("--model.evaluation.meteor", "false")  # no checkpoint: the configuration as given
+    assert (plain["decoding"], plain["beams"], plain["meteor"]) == ("consistent", 2, False)
+    stored = parsed("--ckpt_path", str(ckpt), "--model.evaluation.meteor", "false")
+    assert (stored["decoding"], stored["beams"], stored["change_share"]) == ("greedy", 3, 0.004)  # over tiny.yaml's
+    assert stored["meteor"] is False  # the run's, not reset to the default
+    assert stored["max_new_tokens"] == 6  # stored: the fixture's fit set 6, tiny.yaml says 24
+    given = parsed(f"--ckpt_path={ckpt}", "--model.evaluation.decoding", "consistent",
+                   "--model.evaluation.change_share=0.002")
+    assert (given["decoding"], given["beams"], given["change_share"], given["meteor"]) == ("consistent", 3, 0.002, True)
+    assert explicit_options(["--model.evaluation.beams", "4", "--model.evaluation_x=1", "--model.evaluation.a.b=2"],
+                            "model.evaluation") == {"beams", "a"}
+    assert explicit_options(["--model.evaluation={}"], "model.evaluation") == {""}

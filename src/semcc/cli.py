@@ -10,6 +10,12 @@ so the data and the tokenizer exist before the model is built). Without ``--conf
 Errors in what the user gave follow the commands' convention (:mod:`semcc.commands`): an unknown or badly
 typed configuration key and a ``--ckpt_path`` that is not a file raise
 :class:`~semcc.commands.CommandError` (one line, exit status 1) before anything is built.
+
+With ``--ckpt_path`` LightningCLI rebuilds the task from the checkpoint's hyperparameters, which replace the
+configured ones. For the evaluation settings (``model.evaluation``) semcc keeps what the run asks for: the settings a
+checkpoint stores (:data:`EvalConfig.STORED <semcc.tasks.evaluator.EvalConfig>`: decoding, beams, the change share...)
+come from the checkpoint unless given on the command line (``--model.evaluation.KEY``); the others (METEOR, the
+report...) from the run's configuration, never reset to their defaults.
 :func:`quiet_console` silences the third-party console noise that is known to be harmless (each filter says
 why); warnings of semcc's own are fixed where they arise.
 """
@@ -33,6 +39,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from semcc.commands import CommandError
 from semcc.data.datamodule import SemanticCCDataModule
+from semcc.tasks.evaluator import EvalConfig
 from semcc.tasks.module import SemanticCCTask
 from semcc.tasks.writer import CaptionMaskWriter
 
@@ -110,6 +117,22 @@ def check_ckpt_path(ckpt_path: Any) -> None:
         raise CommandError(f"{text}: not a PyTorch checkpoint (not the zip archive torch.save writes) (--ckpt_path)")
 
 
+def explicit_options(args: Sequence[str], group: str) -> set[str]:
+    """The keys of ``group`` that a command line sets (``--group.key value`` or ``--group.key=value``); ``""`` when
+    it sets the whole group (``--group '{...}'``)."""
+    prefix = f"--{group}"
+    keys = set()
+    for arg in args:
+        if not arg.startswith(prefix):
+            continue
+        rest = arg[len(prefix):].split("=", 1)[0]
+        if rest == "":
+            keys.add("")
+        elif rest.startswith("."):
+            keys.add(rest[1:].split(".", 1)[0])
+    return keys
+
+
 def _config_files(args: Sequence[str]) -> list[str]:
     """The files given with ``--config FILE`` / ``--config=FILE``, last first (the last one wins)."""
     files = [
@@ -166,10 +189,27 @@ class SemanticCCCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then check ``--ckpt_path`` before Lightning reads it and anything is built (one line for a
         missing or unreadable file)."""
+        self._command_line = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(
+            args, dict) else []
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:
             check_ckpt_path(self.config[subcommand].get("ckpt_path"))
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's merge of the checkpoint's hyperparameters, then the run's evaluation settings put back (see
+        the module doc): the stored ones given on the command line, and every one the checkpoint does not store."""
+        subcommand = self.config.get("subcommand")
+        key = f"{subcommand}.model.evaluation"
+        asked = self.config.get(key) if subcommand else None
+        super()._parse_ckpt_path()
+        merged = self.config.get(key) if subcommand else None
+        if asked is None or merged is None or merged is asked:
+            return
+        given = explicit_options(getattr(self, "_command_line", []), "model.evaluation")
+        for name in vars(asked):
+            if name not in EvalConfig.STORED or name in given or "" in given:
+                merged[name] = asked[name]
 
     def instantiate_classes(self) -> None:
         """Instantiate, then hand the run's configuration (YAML) to the task, which stores it in checkpoints.
