@@ -278,3 +278,22 @@ def test_captions_reader_reads_gzipped_json(real_levir_dir: Path, real_levir_cc:
     bad.write_bytes(b"not gzip")
     with pytest.raises(LevirDataError, match=r"LevirCCcaptions\.json\.gz: cannot read the captions file"):
         load_levir_cc_captions(bad)
+
+
+def test_normalizer_is_the_formula_bit_for_bit() -> None:
+    """``Normalizer`` computes ``(x / 255 - mean) / std`` per channel exactly as written (training reproducibility
+    rests on it), channels first, in a contiguous tensor; it refuses a bad mean or std."""
+    import numpy as np
+    import torch
+
+    from semcc.data.images import Normalizer
+
+    mean, std = (0.39, 0.38, 0.33), (0.16, 0.15, 0.14)
+    rgb = np.random.default_rng(1).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    out = Normalizer(mean, std)(rgb)
+    x = torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+    expected = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    assert out.dtype == torch.float32 and out.shape == (3, 37, 53) and out.is_contiguous()
+    assert torch.equal(out, expected)
+    with pytest.raises(ValueError, match="std values must be positive"):
+        Normalizer(mean, (0.1, 0.0, 0.1))
