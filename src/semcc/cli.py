@@ -189,8 +189,8 @@ class SemanticCCCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then check ``--ckpt_path`` before Lightning reads it and anything is built (one line for a
         missing or unreadable file)."""
-        self._command_line = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(
-            args, dict) else []
+        given = sys.argv[1:] if args is None else args  # a dict or Namespace of arguments sets no option by name
+        self._command_line = [str(a) for a in given] if isinstance(given, (list, tuple)) else []
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand:
