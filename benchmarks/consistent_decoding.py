@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         predictor = Predictor.from_checkpoint(args.ckpt, decoding=decoding, beams=args.beams,
                                               batch_size=args.batch_size, change_share=share)
         scores = score_predictor(predictor, root, args.split, min_share=predictor.change_share)
-        explicit = args.change_share is not None and decoding == "consistent"
-        row = {"decoding": f"{decoding} ({predictor.change_share:g})" if explicit else decoding}
+        row = {"decoding": decoding if share is None else f"{decoding} ({predictor.change_share:g})"}
         row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items() if k in COLUMNS})
         row["seconds"] = round(scores["seconds"], 1)
         rows.append(row)

@@ -10,14 +10,14 @@ so the data and the tokenizer exist before the model is built). Without ``--conf
 Errors in what the user gave follow the commands' convention (:mod:`semcc.commands`): an unknown or badly
 typed configuration key and a ``--ckpt_path`` that is not a file raise
 :class:`~semcc.commands.CommandError` (one line, exit status 1) before anything is built.
+:func:`quiet_console` silences the third-party console noise that is known to be harmless (each filter says
+why); warnings of semcc's own are fixed where they arise.
 
 With ``--ckpt_path`` LightningCLI rebuilds the task from the checkpoint's hyperparameters, which replace the
 configured ones. For the evaluation settings (``model.evaluation``) semcc keeps what the run asks for: the settings a
 checkpoint stores (:data:`EvalConfig.STORED <semcc.tasks.evaluator.EvalConfig>`: decoding, beams, the change share...)
 come from the checkpoint unless given on the command line (``--model.evaluation.KEY``); the others (METEOR, the
 report...) from the run's configuration, never reset to their defaults.
-:func:`quiet_console` silences the third-party console noise that is known to be harmless (each filter says
-why); warnings of semcc's own are fixed where they arise.
 """
 
 from __future__ import annotations
@@ -199,16 +199,15 @@ class SemanticCCCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         """Lightning's merge of the checkpoint's hyperparameters, then the run's evaluation settings put back (see
         the module doc): the stored ones given on the command line, and every one the checkpoint does not store."""
-        subcommand = self.config.get("subcommand")
-        key = f"{subcommand}.model.evaluation"
-        asked = self.config.get(key) if subcommand else None
+        key = f"{self.config.get('subcommand')}.model.evaluation"
+        asked = self.config.get(key)
         super()._parse_ckpt_path()
-        merged = self.config.get(key) if subcommand else None
-        if asked is None or merged is None or merged is asked:
+        merged = self.config.get(key)
+        if asked is None or merged is None or merged is asked:  # no subcommand, no evaluation, or nothing merged
             return
-        given = explicit_options(getattr(self, "_command_line", []), "model.evaluation")
+        given = explicit_options(self._command_line, "model.evaluation")
         for name in vars(asked):
-            if name not in EvalConfig.STORED or name in given or "" in given:
+            if "" in given or name in given or name not in EvalConfig.STORED:
                 merged[name] = asked[name]
 
     def instantiate_classes(self) -> None:
