@@ -33,6 +33,9 @@ class OptimConfig:
         warmup_steps: linear warm-up steps (an int) or fraction of all steps (a float below 1).
         min_lr_ratio: the cosine decay ends at ``lr * min_lr_ratio``.
         lr_scale: per-part factors on ``lr`` (keys ``encoder``, ``neck``, ``cd_head``, ``cc_head``; default 1).
+        fused: ``torch.optim.AdamW(fused=...)``: one kernel updates every parameter (CPU and CUDA; the same update
+            rule, rounded differently in the last bit, so a run's weights differ from the unfused run's after a few
+            steps). ``None``: torch's default (unfused; on CUDA the multi-tensor ``foreach`` form).
     """
 
     lr: float = 1e-4
@@ -40,6 +43,7 @@ class OptimConfig:
     warmup_steps: int | float = 0.05
     min_lr_ratio: float = 0.01
     lr_scale: dict[str, float] | None = None
+    fused: bool | None = None
 
 
 def warmup_cosine(total: int, warmup: int | float, floor: float) -> Callable[[int], float]:
@@ -75,6 +79,7 @@ def build_optimizer(
             for (f, no_decay), ps in sorted(groups.items())
         ],
         lr=config.lr,
+        fused=config.fused,
     )
     factor = warmup_cosine(max(1, int(total)), config.warmup_steps, config.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
