@@ -5,8 +5,9 @@ Runs a ``semcc fit`` checkpoint with :class:`semcc.inference.Predictor` on a spl
 LEVIR-MCI labels and ground truth (SynthLEVIR's ``synth_meta.json``, or the labels), once with ``decoding="greedy"``
 and once with ``decoding="consistent"`` (once per ``--change-share``, the mask's change threshold, when given), and
 prints one row each (:func:`_common.score_predictor`): captions right
-about change, the semantic scores, changed-pair BLEU-4 and CIDEr, overall CIDEr, the share of pairs whose caption
-agrees with the mask, and the time.
+about change, the semantic scores, changed-pair BLEU-4 and CIDEr, how varied the changed pairs' captions are
+(``caption_diversity``: the share of distinct captions and the share given the most frequent one), overall CIDEr,
+the share of pairs whose caption agrees with the mask, and the time.
 
 Usage: ``python benchmarks/consistent_decoding.py --ckpt CKPT [--root ~/.cache/semcc/synthlevir-tiny/LEVIR-CC]
 [--split test] [--beams 2] [--change-share 0.005 0.002]``
@@ -30,6 +31,8 @@ COLUMNS = {
     "bleu_4": "BLEU-4",
     "change_bleu_4": "changed BLEU-4",
     "change_cider": "changed CIDEr",
+    "change_distinct": "changed: distinct",
+    "change_top_share": "changed: top share",
     "cider": "CIDEr",
     "seconds": "seconds",
 }

@@ -4,7 +4,8 @@ Runs the fit in a subprocess (``python -m semcc.main fit --config configs/tiny.y
 passed through to LightningCLI) with its logs under ``--out`` (a temporary folder unless given), times it,
 reads the run's ``metrics.csv`` (CSVLogger) and prints one table: the last validation's CD scores
 (``val/cd_f1``, ``val/cd_iou``, ``val/cd_oa``), caption scores (``val/cc_bleu_4``, ``val/cc_cider``,
-``val/cc_s_m``, the changed-pair subset ``val/cc_change_*`` and ``val/cc_change_accuracy``: the share of pairs
+``val/cc_s_m``, the changed-pair subset ``val/cc_change_*``: BLEU-4, CIDEr and how varied its captions are,
+``change_distinct`` and ``change_top_share``, and ``val/cc_change_accuracy``: the share of pairs
 whose caption is right about change vs no change) beside the two caption floors the task logs
 (``val/floor_constant_*``, ``val/floor_oracle_constant_*``). ``--fresh`` gives the fit an empty temporary
 ``HOME``, so SynthLEVIR is generated again (its time is part of the wall time).
@@ -51,6 +52,8 @@ METRICS: tuple[tuple[str, str, str | None], ...] = (
     ("caption S*m", "val/cc_s_m", "s_m"),
     ("changed pairs BLEU-4", "val/cc_change_bleu_4", "change_bleu_4"),
     ("changed pairs CIDEr", "val/cc_change_cider", "change_cider"),
+    ("changed pairs: distinct captions", "val/cc_change_distinct", "change_distinct"),
+    ("changed pairs: the top caption's share", "val/cc_change_top_share", "change_top_share"),
     ("change / no-change right", "val/cc_change_accuracy", None),
 )
 

@@ -21,12 +21,15 @@ from semcc.data.text import NO_CHANGE_SENTENCES, most_frequent_changed_caption
 from semcc.metrics.captioning import (
     CaptionMetrics,
     build_id_vocabulary,
+    caption_diversity,
     floor_predictions,
     meteor_unavailable_reason,
     score_captions,
+    score_floors,
     score_split,
 )
 from semcc.metrics.detection import detection_metrics, flatten_detection_scores
+from semcc.metrics.report import render_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -98,6 +101,28 @@ def test_subsets_and_change_accuracy() -> None:
     assert scores["change_accuracy"] == 1.0
     wrong = score_split({**PREDS, "c.png": "no change has occurred"}, REFS, meteor=False)
     assert wrong["change_accuracy"] == pytest.approx(2 / 3)
+
+
+def test_caption_diversity_of_the_changed_pairs() -> None:
+    assert caption_diversity(["a road", "A road.", "two houses", "trees are removed"]) == {"distinct": 0.75,
+                                                                                          "top_share": 0.5}
+    with pytest.raises(ValueError, match="at least one caption"):
+        caption_diversity([])
+    varied = score_split(PREDS, REFS, meteor=False)  # the changed pairs a and c get different captions
+    assert varied["change_distinct"] == 1.0 and varied["change_top_share"] == 0.5
+    assert varied["change_references_distinct"] == 1.0  # each reference position differs between a and c
+    # One sentence for both changed pairs (case and punctuation aside), as the oracle-constant floor says.
+    same = score_split({**PREDS, "c.png": "two houses are built on the bareland"}, REFS, meteor=False)
+    assert same["change_distinct"] == 0.5 and same["change_top_share"] == 1.0
+    refs = {**REFS, "c.png": [REFS["a.png"][0], *REFS["c.png"][1:]]}  # the first references now coincide
+    assert score_split(PREDS, refs, meteor=False)["change_references_distinct"] == pytest.approx((0.5 + 4) / 5)
+    unchanged = {"b.png": REFS["b.png"]}
+    assert "change_distinct" not in score_split({"b.png": PREDS["b.png"]}, unchanged, meteor=False)
+    floors = score_floors(REFS, "a road is built")
+    assert floors["oracle_constant"]["change_distinct"] == 0.5 and floors["oracle_constant"]["change_top_share"] == 1
+    assert "change_references_distinct" not in floors["oracle_constant"]
+    report = render_report({"captioning": {"model": same, **floors}})
+    assert "Changed pairs: 50.0% of their captions are distinct" in report and "100.0% of them" in report
 
 
 def test_metric_keeps_one_prediction_per_pair() -> None:
@@ -204,7 +229,10 @@ def test_semcc_evaluate_round_trip(tmp_path: Path, capsys) -> None:
     assert scores["model"] == pytest.approx(ours)
     # The oracle-constant floor says the most frequent changed training caption for changed pairs.
     floors = floor_predictions(refs, most_frequent_changed_caption([REFS["a.png"]]))
-    assert scores["oracle_constant"] == pytest.approx(score_split(floors["oracle_constant"], refs, meteor=False))
+    oracle = score_split(floors["oracle_constant"], refs, meteor=False)
+    assert scores["oracle_constant"] == pytest.approx({k: v for k, v in oracle.items() if "references" not in k})
+    assert "change_references_distinct" in scores["model"]
+    assert "change_references_distinct" not in scores["oracle_constant"]
     assert "| oracle_constant | change |" in capsys.readouterr().out
     report = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert report["captioning"] == scores and report["protocol"] == "words" and report["pairs"] == 3

@@ -44,6 +44,9 @@ def test_semcc_test_writes_the_report(tiny_cli_args, tiny_checkpoint: Path, synt
     report = (folder / "report.md").read_text()
     assert caption_table(results["captioning"]) in report and detection_table(results["detection"]) in report
     assert "| oracle_constant | change |" in report
+    # How varied the changed pairs' captions are, beside the oracle-constant floor's one sentence.
+    assert f"Changed pairs: {model['change_distinct']:.1%} of their captions are distinct" in report
+    assert results["captioning"]["oracle_constant"]["change_top_share"] == 1.0
     # Which data CD was scored on (tiny validates on D_cd-cc: whole SynthLEVIR-MCI pairs).
     assert results["detection_protocol"].startswith(f"LEVIR-MCI test ({synth_root / 'LEVIR-CC'}): 6 pairs")
     assert f"Scored on: {results['detection_protocol']}." in report

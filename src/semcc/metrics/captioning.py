@@ -4,8 +4,9 @@ The protocol: lower-cased, whitespace-tokenised text with punctuation removed
 (:func:`semcc.data.text.normalize_caption`), every reference of a pair, the whole split scored at once
 (CIDEr's document frequencies depend on the whole split), predictions gathered from every rank and
 de-duplicated by pair name (``DistributedSampler`` pads with repeats). Also reported: S*m =
-(BLEU-4 + METEOR + ROUGE-L + CIDEr) / 4, and the same metrics on the change / no-change subsets (a pair
-is unchanged when its references are the LEVIR-CC no-change sentences).
+(BLEU-4 + METEOR + ROUGE-L + CIDEr) / 4, the same metrics on the change / no-change subsets (a pair
+is unchanged when its references are the LEVIR-CC no-change sentences) and, beyond the paper, how varied the
+changed pairs' captions are (:func:`caption_diversity`).
 
 Two options change how text reaches pycocoevalcap:
 
@@ -28,6 +29,7 @@ import contextlib
 import json
 import shutil
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +44,7 @@ __all__ = [
     "TOKENIZATIONS",
     "CaptionMetrics",
     "build_id_vocabulary",
+    "caption_diversity",
     "floor_predictions",
     "java_available",
     "meteor_unavailable_reason",
@@ -197,6 +200,19 @@ def score_captions(
     return _score(res, gts, meteor)
 
 
+def caption_diversity(captions: Iterable[str]) -> dict[str, float]:
+    """How varied a set of captions is (beyond the paper, issue 13: n-gram scores do not see a captioner that says
+    one sentence for most pairs). ``distinct``: the number of different captions (after :func:`normalize_caption`)
+    over the number of captions; ``top_share``: the share of captions that are the most frequent one. One sentence
+    for every pair (the oracle-constant floor on the changed pairs) gives ``1 / n`` and 1; all different, 1 and
+    ``1 / n``. Raises ``ValueError`` on no captions."""
+    counts = Counter(normalize_caption(c) for c in captions)
+    n = sum(counts.values())
+    if not n:
+        raise ValueError("caption_diversity needs at least one caption")
+    return {"distinct": len(counts) / n, "top_share": max(counts.values()) / n}
+
+
 def floor_predictions(references: Mapping[str, Sequence[str]], changed_caption: str) -> dict[str, dict[str, str]]:
     """The two floors every report shows, as predictions for the pairs of ``references``.
 
@@ -214,8 +230,9 @@ def floor_predictions(references: Mapping[str, Sequence[str]], changed_caption: 
 def score_floors(
     references: Mapping[str, Sequence[str]], changed_caption: str, **options: Any
 ) -> dict[str, dict[str, float]]:
-    """:func:`score_split` of each of the two floors of :func:`floor_predictions` (``options``: its keywords)."""
-    return {name: score_split(preds, references, **options)
+    """:func:`score_split` of each of the two floors of :func:`floor_predictions` (``options``: its keywords), less
+    the scores of the references themselves (``change_references_distinct``)."""
+    return {name: {k: v for k, v in score_split(preds, references, **options).items() if "references" not in k}
             for name, preds in floor_predictions(references, changed_caption).items()}
 
 
@@ -229,8 +246,11 @@ def score_split(
     tokenization: str = "simple",
     vocabulary: Mapping[str, int] | None = None,
 ) -> dict[str, float]:
-    """:func:`score_captions` overall, plus ``change_*`` / ``nochange_*`` subsets (where both occur) and
-    ``change_accuracy``: the share of pairs whose caption is right about change vs no change.
+    """:func:`score_captions` overall, plus ``change_*`` / ``nochange_*`` subsets (where both occur),
+    ``change_accuracy``: the share of pairs whose caption is right about change vs no change, and, where there are
+    changed pairs, their captions' :func:`caption_diversity` (``change_distinct``, ``change_top_share``) beside the
+    references' (``change_references_distinct``: the distinct share of the changed pairs' k-th references, the mean
+    over k, what one human-style caption per pair reaches).
 
     Text is tokenised (and mapped to ids) once; each subset is scored on its own (its own CIDEr document
     frequencies), as published subset tables are.
@@ -246,6 +266,13 @@ def score_split(
                 scores.update({prefix + k: v for k, v in sub.items()})
         correct = sum(is_no_change(p) == (k in unchanged) for k, p in predictions.items())
         scores["change_accuracy"] = correct / len(predictions)
+        if changed := sorted(keys - unchanged):
+            diversity = caption_diversity(predictions[k] for k in changed)
+            scores["change_distinct"], scores["change_top_share"] = diversity["distinct"], diversity["top_share"]
+            per_k = [caption_diversity(references[k][i] for k in changed)["distinct"]
+                     for i in range(min(len(references[k]) for k in changed))]
+            if per_k:
+                scores["change_references_distinct"] = sum(per_k) / len(per_k)
     return scores
 
 

@@ -1,7 +1,8 @@
 """Readable and machine-readable reports of an evaluation (Sec. IV-B metrics, tables shaped like Tables I / V).
 
 A report holds the caption scores of a model and of the two floors (the constant "the scene is the same as
-before" and the oracle-constant caption) overall and on the change / no-change subsets, the change-detection
+before" and the oracle-constant caption) overall and on the change / no-change subsets, how varied the changed
+pairs' captions are, the change-detection
 scores, the semantic scores of what the captions claim where there is ground truth (issue 13, beyond the
 paper), and the protocol used (words or vocabulary ids, simple or PTB tokenisation, METEOR computed or why not).
 :func:`write_report` writes ``metrics.json``, ``report.md`` and ``captions.json`` (name, prediction,
@@ -71,6 +72,17 @@ def detection_table(scores: Mapping[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _diversity_lines(scores: Mapping[str, float]) -> list[str]:
+    """The report's sentence on how varied the changed pairs' captions are (``change_distinct``...), if scored."""
+    if "change_distinct" not in scores:
+        return []
+    refs = scores.get("change_references_distinct")
+    ceiling = f"; one reference per pair: {refs:.1%} distinct" if refs is not None else ""
+    return ["", f"Changed pairs: {scores['change_distinct']:.1%} of their captions are distinct, and the most frequent "
+                f"caption is given to {scores['change_top_share']:.1%} of them (the oracle-constant floor: one "
+                f"caption for all){ceiling}."]
+
+
 def render_report(results: Mapping[str, Any]) -> str:
     """The ``report.md`` text of :func:`write_report`'s ``results``."""
     lines = [f"# semcc report: {results.get('split', '?')} split", ""]
@@ -88,6 +100,7 @@ def render_report(results: Mapping[str, Any]) -> str:
         accuracy = captioning.get("model", {}).get("change_accuracy")
         if accuracy is not None:
             lines += ["", f"Captions right about change vs no change: {accuracy:.1%} of pairs."]
+        lines += _diversity_lines(captioning.get("model", {}))
         if nll := results.get("reference_nll"):
             changed = f", {nll['changed']:.3f} on the changed pairs" if "changed" in nll else ""
             lines += ["", f"The references' negative log-likelihood under the model (teacher-forced, per caption "
