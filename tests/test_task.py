@@ -83,7 +83,7 @@ def test_phases_freeze_exactly_and_train_their_parts(synth_root: Path, synth_con
     recorder = PhaseRecorder()
     trainer = _trainer(tmp_path, callbacks=[recorder], limit_val_batches=0)
     trainer.fit(task, datamodule=dm)
-    assert bool(trainer.optimizers[0].defaults["fused"]) is bool(fused)  # fused AdamW (tiny's) skips frozen parts too
+    assert bool(trainer.optimizers[0].defaults["fused"]) is bool(fused)  # fused AdamW skips frozen parts too
     phases = [p for p, _ in recorder.boundaries[:-1]]
     assert phases == ["cd", "cc", "joint"]
     trainable = task.trainable

@@ -260,19 +260,19 @@ def score_split(
     if subsets:
         unchanged = {k for k, r in references.items() if all(is_no_change(x) for x in r)}
         keys = set(predictions)
-        for prefix, keep in (("nochange_", keys & unchanged), ("change_", keys - unchanged)):
+        changed = keys - unchanged
+        for prefix, keep in (("nochange_", keys & unchanged), ("change_", changed)):
             if keep and len(keep) < len(keys):
                 sub = _score({k: res[k] for k in keep}, {k: gts[k] for k in keep}, meteor)
                 scores.update({prefix + k: v for k, v in sub.items()})
         correct = sum(is_no_change(p) == (k in unchanged) for k, p in predictions.items())
         scores["change_accuracy"] = correct / len(predictions)
-        if changed := sorted(keys - unchanged):
+        if changed:  # a changed pair has at least one reference (one without any counts as unchanged)
             diversity = caption_diversity(predictions[k] for k in changed)
             scores["change_distinct"], scores["change_top_share"] = diversity["distinct"], diversity["top_share"]
             per_k = [caption_diversity(references[k][i] for k in changed)["distinct"]
                      for i in range(min(len(references[k]) for k in changed))]
-            if per_k:
-                scores["change_references_distinct"] = sum(per_k) / len(per_k)
+            scores["change_references_distinct"] = sum(per_k) / len(per_k)
     return scores
 
 
