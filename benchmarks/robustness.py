@@ -23,7 +23,8 @@ a SynthLEVIR test split of ``--pairs`` pairs under ``--work`` (once; reused afte
   ``synth_meta.json``, :func:`semcc.metrics.truth.load_truth`): change-type macro F1, count and location
   accuracy, hallucination rate.
 
-Captions are decoded as the checkpoint's run says (``model.evaluation.decoding``; ``--decoding`` to choose).
+Captions are decoded as the checkpoint's run says (``model.evaluation.decoding`` and ``samples``; ``--decoding`` and
+``--samples`` to choose).
 One row per strength: the mean over the seeds, ``± std`` (sample standard deviation) when there are several; the
 training strength is marked (read from the checkpoint's run configuration, ``data.synth.nuisance``, or
 ``--train-nuisance``). Prints the table and writes it, with every per-seed value, as JSON (``--json``).
@@ -121,6 +122,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="the training strength to mark (default: the checkpoint's data.synth.nuisance)")
     parser.add_argument("--decoding", choices=("auto", "greedy", "consistent"), default="auto",
                         help="caption decoding (auto: the checkpoint's model.evaluation.decoding, else greedy)")
+    parser.add_argument("--samples", type=int, default=None,
+                        help="captions sampled per pair for the consistent decoding (Predictor(samples=...); default: "
+                        "the checkpoint's, else 0)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0, help="SynthLEVIR generation processes (0: every core)")
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     start = time.perf_counter()
     predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, batch_size=args.batch_size,
                                           decoding=None if args.decoding == "auto" else args.decoding,
-                                          change_share=args.change_share)
+                                          change_share=args.change_share, samples=args.samples)
     if args.min_share is None:
         args.min_share = predictor.change_share
     data = run_config(predictor)
@@ -167,14 +171,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     columns = {"nuisance": "nuisance", **COLUMNS}
     seconds = round(time.perf_counter() - start, 1)
     title = (f"robustness to look-alike changes: {args.ckpt} on SynthLEVIR test sets, {args.pairs} pairs x "
-             f"seeds {' '.join(map(str, args.seeds))} per nuisance strength, {predictor.decoding} decoding "
-             "(mean ± sample std over seeds)")
+             f"seeds {' '.join(map(str, args.seeds))} per nuisance strength, {predictor.decoding} decoding"
+             f"{f' with {predictor.samples} samples' if predictor.samples else ''} (mean ± sample std over seeds)")
     notes = [f"CD target: {mask_mode} change; false change (mask): predicted mask >= {args.min_share:g} of the pixels; "
              f"{seconds} s in all (generation included)"]
     report(title, rows, columns, json_path=args.json, device=args.device, dtype="float32", notes=notes,
            extra={"args": {k: str(v) for k, v in vars(args).items()}, "per_seed": per_seed,
                   "table": markdown_table(rows, columns), "mask_mode": mask_mode, "train_nuisance": train_nuisance,
-                  "decoding": predictor.decoding})
+                  "decoding": predictor.decoding, "samples": predictor.samples})
     return rows
 
 

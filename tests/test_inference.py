@@ -238,6 +238,14 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     mask = np.array(Image.open(mask_path))
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     assert Image.open(overlay_path).width == 3 * 256 + 16
+    assert report["samples"] == 0  # tiny.yaml's
+    sampled = tmp_path / "sampled"
+    assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(sampled),
+                 "--samples", "4", "--temperature", "1.0"]) == 0
+    capsys.readouterr()
+    with_samples = json.loads((sampled / "train_000016.json").read_text())
+    assert with_samples["samples"] == 4 and with_samples["caption"] == with_samples["candidates"][0]
+    assert set(report["candidates"]) <= set(with_samples["candidates"])  # the samples join the beams
 
 
 def test_caption_command_errors(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsys) -> None:
@@ -249,6 +257,8 @@ def test_caption_command_errors(tiny_checkpoint: Path, real_pair, tmp_path: Path
         ([str(before), str(tmp_path / "nope.png")], "nope.png: image file is missing"),
         ([str(before), str(before), "--overlap", "1.5"], "overlap must be in [0, 1)"),
         ([str(before), str(before), "--change-share", "0"], "change_share must be in (0, 1]"),
+        ([str(before), str(before), "--samples", "-1"], "samples must be at least 0"),
+        ([str(before), str(before), "--temperature", "0"], "temperature must be above 0"),
     ]
     for argv, message in cases:
         assert main(["caption", *argv, "--ckpt", str(tiny_checkpoint), "--out", str(tmp_path)]) == 1

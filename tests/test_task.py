@@ -30,11 +30,12 @@ def _data(synth_root: Path, synth_config, tmp_path: Path, **kw) -> SemanticCCDat
     )
 
 
-def _task(dm: SemanticCCDataModule, strategy: str = "three_stage", optim: dict | None = None, **kw) -> SemanticCCTask:
+def _task(dm: SemanticCCDataModule, strategy: str = "three_stage", optim: dict | None = None,
+          evaluation: dict | None = None, **kw) -> SemanticCCTask:
     torch.manual_seed(0)
     model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path, cc_head={"max_new_tokens": 6})
     return SemanticCCTask(model, strategy=strategy, optim=OptimConfig(lr=1e-3, **(optim or {})),
-                          evaluation=EvalConfig(log_samples=0), **kw)
+                          evaluation=EvalConfig(log_samples=0, **(evaluation or {})), **kw)
 
 
 def _trainer(tmp_path: Path, **kw) -> L.Trainer:
@@ -195,6 +196,30 @@ def test_reference_nll_is_the_caption_loss_of_each_pairs_references(synth_root: 
     other.model.load_state_dict(task.model.state_dict())
     plain, _ = other.reference_nll(batch)
     assert float(plain[1]) == pytest.approx(sum(loss(1, r) for r in NO_CHANGE_SENTENCES) / 5, rel=1e-4)
+
+
+def test_consistent_decoding_with_samples_chooses_among_them(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    """``evaluation.samples``: the evaluation step's caption is, for each pair, the first of ``choose_consistent``'s
+    ranking of the greedy caption, the beams and the captions sampled with the configured seed and temperature."""
+    from semcc.metrics.consistency import choose_consistent
+    from semcc.metrics.truth import summarize_mask
+    from semcc.models.cd_head import class_mask
+
+    dm = _data(synth_root, synth_config, tmp_path)
+    task = _task(dm, evaluation={"decoding": "consistent", "samples": 4, "temperature": 1.0, "sample_seed": 3}).eval()
+    images = torch.rand(2, 3, 3, 64, 64)
+    batch = {"image_a": images[0], "image_b": images[1]}
+    masks, captions = task.predict_pairs(batch)
+    model, prompts = task.model, task.instructions
+    with torch.no_grad():
+        greedy = model.generate(images[0], images[1], instructions=[prompts[0]] * 3, max_new_tokens=32)
+    beams = model.caption_candidates(images[0], images[1], instructions=prompts, max_new_tokens=32, beams=2)
+    drawn = model.caption_samples(images[0], images[1], instructions=prompts, samples=4, temperature=1.0,
+                                  max_new_tokens=32, seed=3)
+    assert all(len(d) == 4 for d in drawn)
+    for i, caption in enumerate(captions):
+        summary = summarize_mask(class_mask(masks[i : i + 1])[0].numpy(), task.mask_classes)
+        assert caption == choose_consistent(greedy[i], beams[i], summary, samples=drawn[i])[0]
 
 
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")

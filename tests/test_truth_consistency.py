@@ -276,6 +276,67 @@ def test_predictor_reports_consistency_and_decodes_consistently(tiny_checkpoint:
         Predictor.from_checkpoint(tiny_checkpoint, decoding="best")
 
 
+def test_sampled_captions_decide_ties_by_minimum_bayes_risk() -> None:
+    """With samples, the captions the mask confirms equally well are ordered by their mean caption similarity to the
+    samples (minimum Bayes risk), not by the greedy caption's place: a greedy sentence that leaves the mask's
+    buildings out loses to the sampled building caption most like the other samples."""
+    from semcc.metrics.consistency import choose_consistent, expected_similarity
+
+    two = summarize_mask(_squares(100, [(80, 10, 90, 20), (80, 60, 90, 70)]), {1: "building"})  # 2, at the bottom
+    greedy = "a new road is built on the sand"
+    samples = ["two houses are built at the bottom", "two new houses appear at the bottom", "two houses are built",
+               greedy, "two buildings are built at the bottom"]
+    assert choose_consistent(greedy, [], two) == (greedy, [greedy])  # no samples: nothing else to choose
+    caption, ranked = choose_consistent(greedy, [], two, samples=samples)
+    assert set(ranked) == set(samples) and ranked[-1] == greedy  # the one caption with a class disagreement: last
+    # the four confirmed captions tie on disagreements (none); the one sharing most words with the others wins
+    assert caption == "two houses are built at the bottom"
+    utility = expected_similarity(ranked[:4], samples)
+    assert utility == sorted(utility, reverse=True) and utility[0] > utility[1]
+    # a repeated sample counts as often as it was drawn: twice the greedy caption and it is closer to them than
+    # "two houses are built" is, but a class disagreement still outweighs any similarity
+    assert choose_consistent(greedy, [], two, samples=[greedy] * 9 + samples)[0] == caption
+    assert expected_similarity(["a b"], ["a b", "c d"]) == [0.5]
+    with pytest.raises(ValueError, match="no samples"):
+        expected_similarity(["a b"], [])
+
+
+def test_sampled_candidates_are_reproducible_and_sharpen_to_greedy(tiny_checkpoint: Path, synth_root: Path) -> None:
+    """``SemanticCC.caption_samples``: ``samples`` captions per pair, the prompts in turn; the same batch and seed give
+    the same samples, without touching the global random state; at a temperature near 0 each prompt's samples are
+    its greedy caption. The predictor's consistent decoding with samples offers them as candidates."""
+    import torch
+
+    from semcc.inference import Predictor
+    from semcc.tasks.loading import load_task
+
+    task = load_task(tiny_checkpoint).eval()
+    model, prompts = task.model, task.instructions
+    folder = synth_root / "LEVIR-CC" / "images" / "test"
+    names = sorted(p.name for p in (folder / "A").iterdir())[:3]
+    predictor = Predictor(task, decoding="consistent", samples=6)
+    images = [torch.stack([predictor._normalize(np.array(Image.open(folder / side / n).convert("RGB")))
+                           for n in names]) for side in ("A", "B")]
+    state = torch.get_rng_state()
+    drawn = model.caption_samples(*images, instructions=prompts, samples=6, temperature=1.0, max_new_tokens=6)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert [len(d) for d in drawn] == [6, 6, 6]
+    assert drawn == model.caption_samples(*images, instructions=prompts, samples=6, temperature=1.0, max_new_tokens=6)
+    greedy = model.caption_candidates(*images, instructions=prompts, max_new_tokens=6)  # [B][K], one per prompt
+    cold = model.caption_samples(*images, instructions=prompts, samples=2 * len(prompts), temperature=1e-5,
+                                 max_new_tokens=6)
+    assert cold == [[c for c in row for _ in range(2)] for row in greedy]
+    results = predictor.predict(*[[folder / side / n for n in names] for side in ("A", "B")])
+    plain = Predictor(task, decoding="consistent").predict(*[[folder / side / n for n in names] for side in "AB"])
+    for with_samples, without in zip(results, plain, strict=True):
+        assert with_samples.caption == with_samples.candidates[0]
+        assert set(without.candidates) <= set(with_samples.candidates)  # the samples join the beams
+    with pytest.raises(ValueError, match="samples"):
+        Predictor(task, samples=-1)
+    with pytest.raises(ValueError, match="temperature"):
+        Predictor(task, temperature=0.0)
+
+
 def test_a_checkpoint_says_what_its_binary_mask_marks(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """The fit stores the data module's ``binary_mask_class``; a checkpoint written before 0.6 (no such
     hyperparameter) gets it from its stored data configuration; a bare model, or the caller, says ``change``."""
@@ -377,11 +438,15 @@ def test_decoding_options_are_checked() -> None:
         EvalConfig(decoding="best")
     with pytest.raises(ValueError, match=r"evaluation\.beams"):
         EvalConfig(beams=0)
+    with pytest.raises(ValueError, match=r"evaluation\.samples"):
+        EvalConfig(samples=-1)
+    with pytest.raises(ValueError, match=r"evaluation\.temperature"):
+        EvalConfig(temperature=0.0)
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=r"evaluation\.change_share must be in \(0, 1\]"):
             EvalConfig(change_share=bad)
     # Predictor and semcc caption default to the run's
-    assert {"decoding", "beams", "change_share"} <= set(EvalConfig.STORED)
+    assert {"decoding", "beams", "samples", "temperature", "sample_seed", "change_share"} <= set(EvalConfig.STORED)
 
 
 def test_the_mask_change_threshold_decides_what_a_small_mask_says(tiny_checkpoint: Path) -> None:

@@ -250,6 +250,13 @@ class Predictor:
             Costs a second caption pass.
             Default: the task's setting (``model.evaluation.decoding``), else greedy.
         beams: beams per instruction for ``decoding="consistent"`` (default: the task's, else 2).
+        samples: captions drawn from the model per pair for ``decoding="consistent"``: they join the candidates, and
+            ties among the captions the mask confirms equally well go to the one most like the samples
+            (minimum-Bayes-risk decoding; :func:`semcc.metrics.consistency.choose_consistent`) instead of the greedy
+            caption. Default: the task's ``evaluation.samples``, else 0 (none).
+        temperature: their sampling temperature (default: the task's, else 0.5).
+        sample_seed: the random seed of the samples (default: the task's, else 0): the same pairs in the same batches
+            get the same samples.
         no_change_candidate: add the task's ``no_change_caption`` to the candidates of ``decoding="consistent"``
             where the pair's mask shows no change (default: the task's ``evaluation.no_change_candidate``; a bare
             model, or a task without the sentence, adds nothing either way).
@@ -276,6 +283,9 @@ class Predictor:
         ensemble: bool | None = None,
         decoding: Literal["greedy", "consistent"] | None = None,
         beams: int | None = None,
+        samples: int | None = None,
+        temperature: float | None = None,
+        sample_seed: int | None = None,
         no_change_candidate: bool | None = None,
         change_share: float | None = None,
         binary_mask_class: str | None = None,
@@ -291,6 +301,13 @@ class Predictor:
             raise ValueError(f"decoding must be 'greedy' or 'consistent', got {decoding!r}")
         if beams < 1:
             raise ValueError(f"beams must be at least 1, got {beams}")
+        samples = samples if samples is not None else (_task_setting(task_or_model, "samples") or 0)
+        temperature = temperature if temperature is not None else (_task_setting(task_or_model, "temperature") or 0.5)
+        sample_seed = sample_seed if sample_seed is not None else (_task_setting(task_or_model, "sample_seed") or 0)
+        if samples < 0:
+            raise ValueError(f"samples must be at least 0, got {samples}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be above 0, got {temperature}")
         window_starts(1, 1, overlap)  # validates overlap
         window_weight(1, weight)  # validates weight
         self.device = torch.device(device)
@@ -311,6 +328,7 @@ class Predictor:
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
         self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
         self.decoding, self.beams = decoding, int(beams)
+        self.samples, self.temperature, self.sample_seed = int(samples), float(temperature), int(sample_seed)
         if change_share is None:
             change_share = _task_setting(task_or_model, "change_share") or MASK_CHANGE_SHARE
         self.change_share = check_change_share(change_share)
@@ -364,7 +382,7 @@ class Predictor:
     @torch.no_grad()
     def _predict_batch(
         self, pairs: list[tuple[torch.Tensor, torch.Tensor]], probability: bool, logits: bool
-    ) -> list[tuple[str | None, torch.Tensor | None, list[str] | None]]:
+    ) -> list[tuple[str | None, torch.Tensor | None, list[str] | None, list[str]]]:
         s = self.input_size
         has_cc, has_cd = self.model.cc_head is not None, self.model.cd_head is not None
         exact = [i for i, (a, _) in enumerate(pairs) if tuple(a.shape[-2:]) == (s, s)]
@@ -398,16 +416,24 @@ class Predictor:
             for i, logit in zip(window_pairs, stitched, strict=True):
                 mask_logits[i] = logit
         candidates: list[list[str] | None] = [None] * len(pairs)
+        samples: list[list[str]] = [[] for _ in pairs]
         if self.decoding == "consistent" and has_cc and has_cd:
             image_a = torch.stack([self._resized(a) for a, _ in pairs]).to(self.device)
             image_b = torch.stack([self._resized(b) for _, b in pairs]).to(self.device)
+            encoded = self.model.encode(image_a, image_b)
             candidates = [*self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
-                                                         max_new_tokens=self.max_new_tokens, beams=self.beams)]
-        return list(zip(captions, mask_logits, candidates, strict=True))
+                                                         max_new_tokens=self.max_new_tokens, beams=self.beams,
+                                                         encoded=encoded)]
+            if self.samples:
+                samples = self.model.caption_samples(image_a, image_b, instructions=self.instructions,
+                                                     samples=self.samples, temperature=self.temperature,
+                                                     max_new_tokens=self.max_new_tokens, seed=self.sample_seed,
+                                                     encoded=encoded)
+        return list(zip(captions, mask_logits, candidates, samples, strict=True))
 
     def _result(
         self, name: str, size: tuple[int, int], caption: str | None, logit: torch.Tensor | None, probability: bool,
-        logits: bool, candidates: list[str] | None = None,
+        logits: bool, candidates: list[str] | None = None, samples: Sequence[str] = (),
     ) -> PairPrediction:
         result = PairPrediction(name=name, size=size, caption=caption, mask=None)
         if logit is None:
@@ -419,7 +445,8 @@ class Predictor:
             summary = summarize_mask(result.mask, self.mask_classes, change_share=self.change_share)
             if candidates is not None:
                 result.caption, result.candidates = choose_consistent(caption, candidates, summary,
-                                                                      no_change=self.no_change_candidates)
+                                                                      no_change=self.no_change_candidates,
+                                                                      samples=samples)
             result.consistency = check_consistency(result.caption or "", summary)
         if probability:
             prob = torch.sigmoid(logit[0]) if logit.shape[0] == 1 else 1 - torch.softmax(logit, 0)[0]
@@ -462,9 +489,9 @@ class Predictor:
                 pairs.append((self._normalize(a), self._normalize(b)))
                 sizes.append((int(a.shape[0]), int(a.shape[1])))
             outputs = self._predict_batch(pairs, probability, logits)
-            for i, size, (caption, logit, candidates) in zip(indices, sizes, outputs, strict=True):
+            for i, size, (caption, logit, candidates, samples) in zip(indices, sizes, outputs, strict=True):
                 name = names[i] if names is not None else image_name(befores[i], i)
-                results.append(self._result(name, size, caption, logit, probability, logits, candidates))
+                results.append(self._result(name, size, caption, logit, probability, logits, candidates, samples))
         return results[0] if single else results
 
 

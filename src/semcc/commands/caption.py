@@ -45,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "most consistent with the predicted mask (default: the run's model.evaluation.decoding)")
     p.add_argument("--beams", type=int, default=None,
                    help="beams per instruction for --decoding consistent (default: the run's, else 2)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="captions drawn from the model for --decoding consistent: they join the candidates, and ties "
+                   "among the captions the mask confirms equally well go to the one most like the samples "
+                   "(minimum Bayes risk) (default: the run's, else 0)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature of --samples (default: the run's, else 0.5)")
     p.add_argument("--change-share", type=float, default=None,
                    help="the share of the mask's pixels from which it says 'changed', for --decoding consistent "
                    "and the consistency report, in (0, 1] (default: the run's, else 0.005)")
@@ -79,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(
         args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
-        change_share=args.change_share,
+        samples=args.samples, temperature=args.temperature, change_share=args.change_share,
     )
     name = args.before.stem
     result = predictor.predict(before, after, names=[name])
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         for kind, note in zip(result.consistency.kinds, result.consistency.disagreements, strict=True):
             print(f"disagreement ({kind}): {note}")
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
-              "decoding": predictor.decoding, "change_share": predictor.change_share}
+              "decoding": predictor.decoding, "samples": predictor.samples, "change_share": predictor.change_share}
     json_path = args.out / f"{name}.json"
     tmp = json_path.with_name(f".{json_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -122,7 +128,7 @@ def _run_scene(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(
         args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
-        change_share=args.change_share,
+        samples=args.samples, temperature=args.temperature, change_share=args.change_share,
     )
     result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,
                            max_region_captions=max_captions)

@@ -22,7 +22,10 @@ building components, leaving them out is a ``class`` disagreement.
 
 :func:`consistency_rank` orders candidate captions by their disagreements with one mask, the kinds weighed in
 that order (a caption wrong about change loses to one wrong about the class, which loses to one wrong about the
-count or the place): consistency-aware decoding (``Predictor(decoding="consistent")``) takes the first.
+count or the place): consistency-aware decoding (``Predictor(decoding="consistent")``) takes the first. With captions
+sampled from the model (``samples``), :func:`choose_consistent` breaks ties among the captions the mask confirms
+equally well by minimum Bayes risk (:func:`expected_similarity` to the samples): greedy and beam search return the
+model's most probable sentence, which can be one generic caption for many pairs while the samples name what changed.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "choose_consistent",
     "claim_to_dict",
     "consistency_rank",
+    "expected_similarity",
     "mask_class_names",
 ]
 
@@ -239,15 +243,39 @@ def mask_class_names(num_classes: int, binary: str | None = None) -> dict[int, s
     return {i: f"class{i}" for i in range(1, num_classes)}
 
 
+def expected_similarity(candidates: Sequence[str], samples: Sequence[str]) -> list[float]:
+    """Each candidate's mean :func:`~semcc.models.ensemble.caption_similarity` (the paper's ensemble consensus
+    measure) to ``samples``, captions drawn from the model: the expected utility of minimum-Bayes-risk decoding, with
+    the samples standing in for the model's distribution of captions (repeats count as often as they were drawn)."""
+    from semcc.models.ensemble import caption_similarity
+
+    if not samples:
+        raise ValueError("expected similarity to no samples")
+    return [sum(caption_similarity(c, s) for s in samples) / len(samples) for c in candidates]
+
+
 def choose_consistent(
-    first: str, candidates: Sequence[str], mask: MaskSummary, *, no_change: Sequence[str] = ()
+    first: str, candidates: Sequence[str], mask: MaskSummary, *, no_change: Sequence[str] = (),
+    samples: Sequence[str] = (),
 ) -> tuple[str, list[str]]:
     """Consistency-aware decoding for one pair: ``(chosen caption, candidates ranked)``. The candidates are ``first``
     (the greedy caption, which wins ties), ``candidates`` and, only where the mask shows no change
     (``mask.changed`` false), the ``no_change`` sentences, without repeats; ``mask`` summarises the pair's predicted
     mask (:func:`~semcc.metrics.truth.summarize_mask` with :func:`mask_class_names`). Where the mask marks a change
     a no-change sentence would contradict it, so it is not offered there (the model's own candidates still may
-    say no change)."""
-    pool = list(dict.fromkeys([first, *candidates, *(() if mask.changed else no_change)]))
-    ranked = [pool[i] for i in consistency_rank(pool, mask)]
+    say no change).
+
+    ``samples`` (captions drawn from the model, ``SemanticCC.caption_samples``) join the candidates, and the order
+    changes: by the disagreements per kind (:meth:`ConsistencyReport.severity`), then by :func:`expected_similarity`
+    to the samples, highest first (minimum-Bayes-risk decoding among the captions the mask confirms equally well),
+    then the candidates' order. The agreements are not counted there: they favour long captions that state a count
+    and a place, which lowers BLEU (``benchmarks/README.md``, "Sampled candidates")."""
+    pool = list(dict.fromkeys([first, *candidates, *samples, *(() if mask.changed else no_change)]))
+    if not samples:
+        ranked = [pool[i] for i in consistency_rank(pool, mask)]
+        return ranked[0], ranked
+    utility = expected_similarity(pool, samples)
+    severity = [check_consistency(c, mask).severity() for c in pool]
+    order = sorted(range(len(pool)), key=lambda i: (*severity[i], -utility[i], i))
+    ranked = [pool[i] for i in order]
     return ranked[0], ranked

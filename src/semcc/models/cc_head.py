@@ -398,6 +398,11 @@ class ChangeCaptionHead(nn.Module):
         out = self.llm.generate(
             inputs_embeds=embeds, attention_mask=mask, generation_config=config, stopping_criteria=stopping
         )
+        return self._decode(out)
+
+    def _decode(self, out: torch.Tensor) -> list[str]:
+        """Generated ids ``[N, L]`` -> captions, each cut at its first end marker."""
+        tok, end = self._tok(), self.end_marker_ids
         captions = []
         for row in out.tolist():
             cut = _find(row, end)
@@ -437,6 +442,59 @@ class ChangeCaptionHead(nn.Module):
             beams=beams,
         )
         return [flat[i * k : (i + 1) * k] for i in range(b)]
+
+    @torch.no_grad()
+    def sample_candidates(
+        self,
+        f_cc_1: torch.Tensor,
+        f_cc_2: torch.Tensor,
+        prompts: Sequence[str] | None = None,
+        samples: int = 16,
+        temperature: float = 0.5,
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+    ) -> list[list[str]]:
+        """Captions drawn from the model, ``[B][samples]``: ancestral sampling at ``temperature`` (no top-k or top-p
+        cut), the prompts of ``prompts`` (default: the four paper prompts) in turn, ``ceil(samples / K)`` each.
+
+        Beyond the paper: the evidence of minimum-Bayes-risk choice in consistency-aware decoding
+        (:func:`semcc.metrics.consistency.choose_consistent`). The batch is drawn in one ``generate`` under a forked
+        random state seeded with ``seed`` (the global random state is left as it was): the same batch gives the same
+        samples. (Seeding each pair alike instead would draw the same random numbers for every pair, and pairs of
+        similar caption distributions would get the same samples.)"""
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        prompts = list(prompts or DEFAULT_INSTRUCTIONS)
+        per_prompt = -(-samples // len(prompts))
+        vis = self.visual_tokens(f_cc_1, f_cc_2)
+        embeds, mask, _ = self._sequences(
+            vis.repeat_interleave(len(prompts), dim=0), [p for _ in range(vis.shape[0]) for p in prompts], None,
+            left_pad=True,
+        )
+        end = self.end_marker_ids
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens or self.max_new_tokens,
+            do_sample=True,
+            temperature=float(temperature),
+            top_k=0,
+            top_p=1.0,
+            num_beams=1,
+            num_return_sequences=per_prompt,
+            use_cache=True,
+            pad_token_id=self.pad_id,
+            bos_token_id=self._tok().bos_token_id,
+            eos_token_id=end[0] if len(end) == 1 else None,
+        )
+        stopping = StoppingCriteriaList([_StopOnSequence(end)]) if len(end) > 1 else None
+        devices = [vis.device] if vis.device.type != "cpu" else []
+        with torch.random.fork_rng(devices=devices, device_type=vis.device.type):
+            torch.manual_seed(seed)
+            out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config,
+                                    stopping_criteria=stopping)
+        flat, per_pair = self._decode(out), len(prompts) * per_prompt
+        return [flat[i * per_pair : i * per_pair + samples] for i in range(vis.shape[0])]
 
     def generate_ensemble(
         self,

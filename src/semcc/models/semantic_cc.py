@@ -189,6 +189,28 @@ class SemanticCC(nn.Module):
         return self.cc_head.generate_candidates(*cc, prompts=instructions, max_new_tokens=max_new_tokens, beams=beams)
 
     @torch.no_grad()
+    def caption_samples(
+        self,
+        image_a: torch.Tensor,
+        image_b: torch.Tensor,
+        *,
+        instructions: Sequence[str] | None = None,
+        samples: int = 16,
+        temperature: float = 0.5,
+        max_new_tokens: int | None = None,
+        seed: int = 0,
+        encoded: BiTemporalFeatures | None = None,
+    ) -> list[list[str]]:
+        """Sampled captions per pair (``[B][samples]``, the prompts of ``instructions`` in turn;
+        ``ChangeCaptionHead.sample_candidates``). ``encoded``: the encoder's output for these images, if already
+        computed (see :meth:`features`)."""
+        if self.cc_head is None:
+            raise ValueError("this model has no cc_head: it cannot caption")
+        _, cc = self.features(image_a, image_b, encoded=encoded)
+        return self.cc_head.sample_candidates(*cc, prompts=instructions, samples=samples, temperature=temperature,
+                                              max_new_tokens=max_new_tokens, seed=seed)
+
+    @torch.no_grad()
     def predict(
         self,
         image_a: torch.Tensor,

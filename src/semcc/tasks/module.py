@@ -245,7 +245,8 @@ class SemanticCCTask(L.LightningModule):
                       ) -> tuple[torch.Tensor | None, list[str] | None]:
         """Mask logits and greedy captions of ``batch`` from one encoder pass (the ensemble when configured); with
         ``evaluation.decoding="consistent"`` each caption is the candidate that agrees best with its pair's mask
-        (:func:`semcc.metrics.consistency.choose_consistent`, a second caption pass). ``encoded``: the encoder's
+        (:func:`semcc.metrics.consistency.choose_consistent`, a second caption pass; with ``evaluation.samples``, a
+        third that draws captions for the minimum-Bayes-risk choice). ``encoded``: the encoder's
         output for the batch, if already computed."""
         bs, ensemble = batch["image_a"].shape[0], self.evaluation.ensemble
         mask_logits, captions = self.model.predict(
@@ -258,12 +259,20 @@ class SemanticCCTask(L.LightningModule):
                 batch["image_a"], batch["image_b"], instructions=self.instructions,
                 max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams, encoded=encoded,
             )
+            samples: list[list[str]] = [[] for _ in captions]
+            if self.evaluation.samples:
+                samples = self.model.caption_samples(
+                    batch["image_a"], batch["image_b"], instructions=self.instructions,
+                    samples=self.evaluation.samples, temperature=self.evaluation.temperature,
+                    max_new_tokens=self.evaluation.max_new_tokens, seed=self.evaluation.sample_seed, encoded=encoded,
+                )
             masks = class_mask(mask_logits).cpu().numpy()
             classes = self.mask_classes
             extra = self.no_change_candidates()
             share = self.evaluation.change_share
-            captions = [choose_consistent(c, more, summarize_mask(m, classes, change_share=share), no_change=extra)[0]
-                        for c, more, m in zip(captions, candidates, masks, strict=True)]
+            captions = [choose_consistent(c, more, summarize_mask(m, classes, change_share=share), no_change=extra,
+                                          samples=drawn)[0]
+                        for c, more, m, drawn in zip(captions, candidates, masks, samples, strict=True)]
         return mask_logits, captions
 
     @property
