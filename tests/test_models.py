@@ -149,6 +149,7 @@ ABLATIONS = [
     ],
     pytest.param({"cc_head": {"enhancer": {"concat": "token"}}}, id="enh-token-concat"),
     pytest.param({"cd_head": {"num_classes": 3}}, id="cd-3-classes"),
+    pytest.param({"cd_head": {"fusion": "cat_diff"}}, id="cd-cat-diff"),
     pytest.param({"cd_head": False}, id="cc-only"),
     pytest.param({"cc_head": False}, id="cd-only"),
 ]
@@ -337,6 +338,30 @@ def test_parts_build_from_class_path_config(tok_dir: Path) -> None:
     assert lora_layers == {"q_proj", "v_proj"}
     out = model(*images(1), captions=CAPTIONS[:1])
     assert out.mask_logits.shape == (1, 3, IMG, IMG) and torch.isfinite(out.cc_loss)
+
+
+def test_cd_head_difference_fusion() -> None:
+    """``fusion="cat_diff"``: the absolute difference of the two dates' maps reaches the SimpleFPN through a 1x1
+    projection to the width of two maps; with that projection's weights on the raw maps zeroed the head sees only
+    ``|F_cd^1 - F_cd^2|`` and gives the same mask for either order of the dates, which Eq. 6's concatenation does
+    not."""
+    from semcc.models.cd_head import ChangeDetectionHead
+
+    torch.manual_seed(0)
+    f1, f2 = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
+    head = ChangeDetectionHead(in_channels=8, fpn_channels=8, patch_size=16, fusion="cat_diff")
+    assert head.diff_proj.weight.shape == (16, 24, 1, 1) and head.fpn.to_8.in_channels == 16  # the FPN of "cat"
+    out = head(f1, f2)
+    assert out.shape == (2, 1, 64, 64)
+    out.sum().backward()
+    assert head.diff_proj.weight.grad is not None and head.diff_proj.weight.grad[:, 16:].abs().sum() > 0
+    with torch.no_grad():
+        head.diff_proj.weight[:, :16] = 0
+        assert torch.allclose(head(f1, f2), head(f2, f1), atol=1e-5)
+        cat = ChangeDetectionHead(in_channels=8, fpn_channels=8, patch_size=16)
+        assert cat.diff_proj is None and not torch.allclose(cat(f1, f2), cat(f2, f1), atol=1e-3)
+    with pytest.raises(ValueError, match="fusion"):
+        ChangeDetectionHead(in_channels=8, fusion="sum")
 
 
 def test_normalized_similarity_does_not_grow_with_the_features() -> None:

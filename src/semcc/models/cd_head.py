@@ -12,6 +12,12 @@ then gets ``Phi_conv`` = 1x1 conv + LayerNorm + 3x3 conv + LayerNorm to ``fpn_ch
 "F_i in R^{H/2^{i+1} x W/2^{i+1} x 512}"). The levels are resized to the 1/4 scale, concatenated,
 projected by a 1x1 conv and the logits are bilinearly upsampled to the input size.
 
+Beyond the paper, ``fusion="cat_diff"``: the absolute difference ``|F_cd^1 - F_cd^2|`` joins the concatenation and a
+1x1 convolution takes the three maps back to the width of two before ``Phi_sampling`` (so the SimpleFPN costs the
+same). A linear layer on ``cat_c(F_cd^1, F_cd^2)`` can form the difference but not its magnitude, which is what a
+change mask asks where either date may be the brighter; change-detection networks commonly feed it. ``"cat"`` (the
+default) is Eq. 6 as written.
+
 Classes (Eq. 9 uses binary cross-entropy): ``num_classes=1`` gives one binary change logit per pixel
 (train with BCE-with-logits, change = logit > 0); ``num_classes > 1`` gives class logits for
 cross-entropy (LEVIR-MCI: 3 = none / road / building).
@@ -75,21 +81,32 @@ class ChangeDetectionHead(nn.Module):
         fpn_channels: width of the SimpleFPN levels (paper 512).
         num_classes: 1 = binary change logit (BCE, Eq. 9); K > 1 = class logits (CE), e.g. 3 for LEVIR-MCI.
         patch_size: stride of F_cd relative to the input (16), used to upsample to the input size.
+        fusion: how the two dates' maps enter the SimpleFPN: ``"cat"`` (Eq. 6) or ``"cat_diff"`` (beyond the paper:
+            with their absolute difference, projected back to the width of two; see the module docstring).
     """
 
     def __init__(
-        self, in_channels: int = 256, fpn_channels: int = 512, num_classes: int = 1, patch_size: int = 16
+        self, in_channels: int = 256, fpn_channels: int = 512, num_classes: int = 1, patch_size: int = 16,
+        fusion: str = "cat",
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if fusion not in ("cat", "cat_diff"):
+            raise ValueError(f"fusion must be 'cat' or 'cat_diff', got {fusion!r}")
         self.num_classes = num_classes
         self.patch_size = patch_size
+        self.fusion = fusion
+        # cat_diff: the absolute difference joins the two maps, and a 1x1 convolution takes the three back to the
+        # width of two, so that the SimpleFPN costs what it costs on cat
+        self.diff_proj = nn.Conv2d(3 * in_channels, 2 * in_channels, 1) if fusion == "cat_diff" else None
         self.fpn = SimpleFPN(2 * in_channels, fpn_channels)
         self.proj = nn.Conv2d(4 * fpn_channels, num_classes, 1)
 
     def forward(self, f_cd_1: torch.Tensor, f_cd_2: torch.Tensor) -> torch.Tensor:
         x = torch.cat([f_cd_1, f_cd_2], dim=1)
+        if self.diff_proj is not None:
+            x = self.diff_proj(torch.cat([x, (f_cd_1 - f_cd_2).abs()], dim=1))
         levels = self.fpn(x)
         size = levels[0].shape[-2:]
         levels = [levels[0]] + [
