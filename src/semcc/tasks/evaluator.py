@@ -59,7 +59,8 @@ class EvalConfig:
             join the candidates, and among the candidates the mask confirms equally well the one most like the
             samples wins (minimum-Bayes-risk decoding, :func:`semcc.metrics.consistency.choose_consistent`) instead
             of the greedy caption. Beyond the paper: more varied changed-pair captions, fewer hallucinated classes,
-            a lower overall BLEU-4 on tiny (``benchmarks/README.md``, "Sampled candidates").
+            a lower overall BLEU-4 on tiny and more false changes under strong look-alike nuisance
+            (``benchmarks/README.md``, "Sampled candidates").
         temperature: the sampling temperature of ``samples``.
         sample_seed: the random seed of the samples (the same batches get the same samples).
         no_change_candidate: with ``decoding="consistent"``, the task's ``no_change_caption`` (when set: the one
