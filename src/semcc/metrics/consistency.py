@@ -207,16 +207,22 @@ def _is_map_place(place: str) -> bool:
     return place in ("centre", "everywhere") or set(place.split("_")) <= {"top", "bottom", "left", "right"}
 
 
-def consistency_rank(candidates: Sequence[str], mask: MaskSummary) -> list[int]:
+def consistency_rank(candidates: Sequence[str], mask: MaskSummary, utility: Sequence[float] | None = None) -> list[int]:
     """Indices of ``candidates`` from most to least consistent with ``mask``: fewest ``change`` disagreements
     first, then fewest ``class`` disagreements, then fewest ``count`` and ``place`` ones
     (:meth:`ConsistencyReport.severity`), then most agreements (a caption whose count and place the mask confirms
     beats one that says neither); remaining ties keep the candidates' order.
 
     The kinds are weighed in turn, not summed: a caption that names the class the mask marks but misses its count
-    and place beats one that leaves the marked class out and so has nothing else to get wrong."""
+    and place beats one that leaves the marked class out and so has nothing else to get wrong.
+
+    ``utility`` (one value per candidate, higher is better; :func:`expected_similarity` to sampled captions) replaces
+    the agreements: after the disagreements per kind the candidates are ordered by it, then by their order."""
     reports = [check_consistency(c, mask) for c in candidates]
-    key = [(*r.severity(), -(r.checks - len(r.disagreements)), i) for i, r in enumerate(reports)]
+    if utility is None:
+        key = [(*r.severity(), -(r.checks - len(r.disagreements)), i) for i, r in enumerate(reports)]
+    else:
+        key = [(*r.severity(), -utility[i], i) for i, r in enumerate(reports)]
     return sorted(range(len(candidates)), key=lambda i: key[i])
 
 
@@ -271,11 +277,6 @@ def choose_consistent(
     then the candidates' order. The agreements are not counted there: they favour long captions that state a count
     and a place, which lowers BLEU (``benchmarks/README.md``, "Sampled candidates")."""
     pool = list(dict.fromkeys([first, *candidates, *samples, *(() if mask.changed else no_change)]))
-    if not samples:
-        ranked = [pool[i] for i in consistency_rank(pool, mask)]
-        return ranked[0], ranked
-    utility = expected_similarity(pool, samples)
-    severity = [check_consistency(c, mask).severity() for c in pool]
-    order = sorted(range(len(pool)), key=lambda i: (*severity[i], -utility[i], i))
-    ranked = [pool[i] for i in order]
+    utility = expected_similarity(pool, samples) if samples else None
+    ranked = [pool[i] for i in consistency_rank(pool, mask, utility)]
     return ranked[0], ranked

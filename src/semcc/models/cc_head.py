@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -381,18 +382,22 @@ class ChangeCaptionHead(nn.Module):
         ``beams > 1``, the ``beams`` best of a beam search per row (``N * beams`` captions, row by row)."""
         if beams < 1:
             raise ValueError(f"beams must be >= 1, got {beams}")
-        tok = self._tok()
         embeds, mask, _ = self._sequences(vis, instructions, None, left_pad=True)
-        end = self.end_marker_ids
+        return self._generate(embeds, mask, max_new_tokens, do_sample=False, num_beams=beams,
+                              num_return_sequences=beams)
+
+    def _generate(self, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int | None,
+                  **options: Any) -> list[str]:
+        """``llm.generate`` on left-padded inputs, stopping at the end marker; ``options`` choose the search
+        (greedy, beams, sampling) and the number of returned sequences per row."""
+        tok, end = self._tok(), self.end_marker_ids
         config = GenerationConfig(
             max_new_tokens=max_new_tokens or self.max_new_tokens,
-            do_sample=False,
-            num_beams=beams,
-            num_return_sequences=beams,
             use_cache=True,
             pad_token_id=self.pad_id,
             bos_token_id=tok.bos_token_id,
             eos_token_id=end[0] if len(end) == 1 else None,
+            **options,
         )
         stopping = StoppingCriteriaList([_StopOnSequence(end)]) if len(end) > 1 else None
         out = self.llm.generate(
@@ -423,6 +428,11 @@ class ChangeCaptionHead(nn.Module):
             vis = self.visual_tokens(f_cc_1, f_cc_2)
         return self.generate_from_visual(vis, self._instructions(instructions, vis.shape[0]), max_new_tokens)
 
+    @staticmethod
+    def _per_prompt(vis: torch.Tensor, prompts: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
+        """Each pair's visual tokens once per prompt, and the matching instructions (pair by pair)."""
+        return vis.repeat_interleave(len(prompts), dim=0), [p for _ in range(vis.shape[0]) for p in prompts]
+
     def generate_candidates(
         self,
         f_cc_1: torch.Tensor,
@@ -437,10 +447,7 @@ class ChangeCaptionHead(nn.Module):
         with torch.no_grad():
             vis = self.visual_tokens(f_cc_1, f_cc_2)
         b, k = vis.shape[0], len(prompts) * beams
-        flat = self.generate_from_visual(
-            vis.repeat_interleave(len(prompts), dim=0), [p for _ in range(b) for p in prompts], max_new_tokens,
-            beams=beams,
-        )
+        flat = self.generate_from_visual(*self._per_prompt(vis, prompts), max_new_tokens, beams=beams)
         return [flat[i * k : (i + 1) * k] for i in range(b)]
 
     @torch.no_grad()
@@ -469,31 +476,13 @@ class ChangeCaptionHead(nn.Module):
         prompts = list(prompts or DEFAULT_INSTRUCTIONS)
         per_prompt = -(-samples // len(prompts))
         vis = self.visual_tokens(f_cc_1, f_cc_2)
-        embeds, mask, _ = self._sequences(
-            vis.repeat_interleave(len(prompts), dim=0), [p for _ in range(vis.shape[0]) for p in prompts], None,
-            left_pad=True,
-        )
-        end = self.end_marker_ids
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens or self.max_new_tokens,
-            do_sample=True,
-            temperature=float(temperature),
-            top_k=0,
-            top_p=1.0,
-            num_beams=1,
-            num_return_sequences=per_prompt,
-            use_cache=True,
-            pad_token_id=self.pad_id,
-            bos_token_id=self._tok().bos_token_id,
-            eos_token_id=end[0] if len(end) == 1 else None,
-        )
-        stopping = StoppingCriteriaList([_StopOnSequence(end)]) if len(end) > 1 else None
+        embeds, mask, _ = self._sequences(*self._per_prompt(vis, prompts), None, left_pad=True)
         devices = [vis.device] if vis.device.type != "cpu" else []
         with torch.random.fork_rng(devices=devices, device_type=vis.device.type):
             torch.manual_seed(seed)
-            out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, generation_config=config,
-                                    stopping_criteria=stopping)
-        flat, per_pair = self._decode(out), len(prompts) * per_prompt
+            flat = self._generate(embeds, mask, max_new_tokens, do_sample=True, temperature=float(temperature),
+                                  top_k=0, top_p=1.0, num_beams=1, num_return_sequences=per_prompt)
+        per_pair = len(prompts) * per_prompt
         return [flat[i * per_pair : i * per_pair + samples] for i in range(vis.shape[0])]
 
     def generate_ensemble(
