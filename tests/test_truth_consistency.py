@@ -301,6 +301,27 @@ def test_sampled_captions_decide_ties_by_minimum_bayes_risk() -> None:
         expected_similarity(["a b"], [])
 
 
+def test_sampled_captions_over_an_empty_mask_leave_the_tie_to_no_change() -> None:
+    """Over an empty building mask a caption about trees or a road has no disagreement (the mask can neither confirm
+    nor contradict it) and ties with the no-change sentence, which the mask confirms. The confirmed sentence wins
+    even when the samples are nearly all about trees; over a mask with buildings the samples decide as before."""
+    from semcc.metrics.consistency import choose_consistent, expected_similarity
+
+    empty = summarize_mask(np.zeros((100, 100), np.uint8), {1: "building"})
+    fixed = "the scene is the same as before"
+    trees = ["the trees at the top are removed", "some trees at the top are cut down",
+             "the trees at the top are removed", "a road is built"]
+    assert check_consistency(trees[0], empty).change_checked is False
+    assert check_consistency(fixed, empty).change_confirmed
+    assert not check_consistency("two houses are built", empty).change_confirmed
+    utility = expected_similarity([trees[0], fixed], trees)
+    assert utility[0] > utility[1]  # the tree caption is the samples' consensus...
+    caption, ranked = choose_consistent(trees[0], [], empty, no_change=[fixed], samples=trees)
+    assert caption == fixed and ranked[1] == trees[0]  # ...but the mask confirms only the no-change sentence
+    assert consistency_rank([trees[0], fixed], empty, utility) == [1, 0]
+    assert consistency_rank([trees[0], fixed], empty) == [1, 0]  # without samples: by the agreements, as before
+
+
 def test_sampled_candidates_are_reproducible_and_sharpen_to_greedy(tiny_checkpoint: Path, synth_root: Path) -> None:
     """``SemanticCC.caption_samples``: ``samples`` captions per pair, the prompts in turn; the same batch and seed give
     the same samples, without touching the global random state; at a temperature near 0 each prompt's samples are

@@ -74,6 +74,14 @@ class ConsistencyReport:
     checks: int = 0
     #: The kind of each disagreement (one of :data:`KINDS`), in the same order.
     kinds: tuple[str, ...] = ()
+    #: Whether the mask could check the caption's change or no change (false where the caption names only changes
+    #: the mask does not mark and the mask is empty).
+    change_checked: bool = True
+
+    @property
+    def change_confirmed(self) -> bool:
+        """The mask confirms the caption's change or no change (checked, and no ``change`` disagreement)."""
+        return self.change_checked and "change" not in self.kinds
 
     @property
     def consistent(self) -> bool:
@@ -146,7 +154,7 @@ def check_consistency(caption: str, mask: MaskSummary) -> ConsistencyReport:
     if claim.changed and mask.changed:
         notes += _object_notes(claim, mask, covered, checks)
     return ConsistencyReport(caption=caption, claim=claim, mask=mask, disagreements=tuple(t for _, t in notes),
-                             checks=sum(checks), kinds=tuple(k for k, _ in notes))
+                             checks=sum(checks), kinds=tuple(k for k, _ in notes), change_checked=bool(checks[0]))
 
 
 def _covered(mask: MaskSummary) -> frozenset[str] | None:
@@ -217,12 +225,14 @@ def consistency_rank(candidates: Sequence[str], mask: MaskSummary, utility: Sequ
     and place beats one that leaves the marked class out and so has nothing else to get wrong.
 
     ``utility`` (one value per candidate, higher is better; :func:`expected_similarity` to sampled captions) replaces
-    the agreements: after the disagreements per kind the candidates are ordered by it, then by their order."""
+    the agreements: after the disagreements per kind, a caption whose change or no change the mask confirms comes
+    first (over an empty building mask, the no-change sentence before a caption about trees, which the mask can
+    neither confirm nor contradict), then the candidates are ordered by the utility, then by their order."""
     reports = [check_consistency(c, mask) for c in candidates]
     if utility is None:
         key = [(*r.severity(), -(r.checks - len(r.disagreements)), i) for i, r in enumerate(reports)]
     else:
-        key = [(*r.severity(), -utility[i], i) for i, r in enumerate(reports)]
+        key = [(*r.severity(), -r.change_confirmed, -utility[i], i) for i, r in enumerate(reports)]
     return sorted(range(len(candidates)), key=lambda i: key[i])
 
 
@@ -272,10 +282,11 @@ def choose_consistent(
     say no change).
 
     ``samples`` (captions drawn from the model, ``SemanticCC.caption_samples``) join the candidates, and the order
-    changes: by the disagreements per kind (:meth:`ConsistencyReport.severity`), then by :func:`expected_similarity`
-    to the samples, highest first (minimum-Bayes-risk decoding among the captions the mask confirms equally well),
-    then the candidates' order. The agreements are not counted there: they favour long captions that state a count
-    and a place, which lowers BLEU (``benchmarks/README.md``, "Sampled candidates")."""
+    changes: by the disagreements per kind (:meth:`ConsistencyReport.severity`), then the captions whose change or no
+    change the mask confirms (over an empty mask, the no-change sentence before a sampled caption about trees), then
+    by :func:`expected_similarity` to the samples, highest first (minimum-Bayes-risk decoding among the captions the
+    mask confirms equally well), then the candidates' order. The agreements are not counted there: they favour long
+    captions that state a count and a place, which lowers BLEU (``benchmarks/README.md``, "Sampled candidates")."""
     pool = list(dict.fromkeys([first, *candidates, *samples, *(() if mask.changed else no_change)]))
     utility = expected_similarity(pool, samples) if samples else None
     ranked = [pool[i] for i in consistency_rank(pool, mask, utility)]

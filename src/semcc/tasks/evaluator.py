@@ -58,8 +58,8 @@ class EvalConfig:
         samples: captions drawn from the model per pair for ``decoding="consistent"`` (0: none, the default). They
             join the candidates, and among the candidates the mask confirms equally well the one most like the
             samples wins (minimum-Bayes-risk decoding, :func:`semcc.metrics.consistency.choose_consistent`) instead
-            of the greedy caption. Beyond the paper: more varied changed-pair captions, fewer hallucinated classes,
-            a lower overall BLEU-4 on tiny and more false changes under strong look-alike nuisance
+            of the greedy caption; a caption whose change or no change the mask confirms goes first. Beyond the
+            paper: more varied changed-pair captions, fewer hallucinated classes, a lower overall BLEU-4 on tiny
             (``benchmarks/README.md``, "Sampled candidates").
         temperature: the sampling temperature of ``samples``.
         sample_seed: the random seed of the samples (the same batches get the same samples).
