@@ -76,7 +76,8 @@ def test_option_groups_reach_the_datasets_and_the_hparams(synth_root: Path, synt
         eval_data=EvalDataConfig(sources=["cc", "cd"], predict_split="val"),
         loader=LoaderConfig(pin_memory=False, cache_images=True, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0),
                             joint_mask_mode="classes"),
-        cd=CDCropConfig(crop_size=32, samples_per_tile=3, flip=False, positive_fraction=0.5, cache_images=True),
+        cd=CDCropConfig(crop_size=32, samples_per_tile=3, flip=False, rotate=True, positive_fraction=0.5,
+                        cache_images=True),
     )
     assert dm.eval_batch_size == 2 and dm.pin_memory is False and dm.val_sources == ["cc", "cd"]
     cc, joint = dm.dataset("cc", "train"), dm.dataset("joint", "train")
@@ -85,13 +86,15 @@ def test_option_groups_reach_the_datasets_and_the_hparams(synth_root: Path, synt
     train, test = dm.dataset("cd", "train"), dm.dataset("cd", "test")
     assert (train.mode, train.crop_size, train.samples_per_tile, train.flip, train.positive_fraction) == (
         "random", 32, 3, False, 0.5)
+    assert (train.rotate, train.swap) == (True, False)
     assert (test.mode, test.crop_size, test.samples_per_tile, test.positive_fraction) == ("grid", 32, 1, 0.0)
+    assert not test.rotate  # evaluation crops are never turned
     assert train.cache_images and test.cache_images
     assert [n for b in dm.predict_dataloader() for n in b["name"]] == LevirCCDataset(
         synth_root / "LEVIR-CC", "val").names  # joint, the predict source, reads the same pairs as cc
     # Checkpoints and logs keep the groups as plain mappings, as in YAML.
-    assert dm.hparams["cd"] == {"crop_size": 32, "samples_per_tile": 3, "flip": False, "positive_fraction": 0.5,
-                                "cache_images": True}
+    assert dm.hparams["cd"] == {"crop_size": 32, "samples_per_tile": 3, "flip": False, "rotate": True, "swap": False,
+                                "positive_fraction": 0.5, "cache_images": True}
     assert dm.hparams_initial["phases"] == {"seed": 0, "repeats": {}, "allow_missing": False}
     assert dm.hparams["eval_data"]["sources"] == ["cc", "cd"] and dm.hparams["loader"]["joint_mask_mode"] == "classes"
     assert dm.hparams["synth"]["size"] == synth_config.size

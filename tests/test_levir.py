@@ -221,6 +221,36 @@ def test_cd_grid_with_remainder_and_random_crops(synth_root: Path) -> None:
     assert first.shape == (2, 3, 64, 64)
 
 
+def test_cd_random_rotations_and_date_swaps(synth_root: Path) -> None:
+    """``rotate``: each training crop is the tile turned by a multiple of 90 degrees, images and mask together;
+    ``swap``: the two dates of some crops are exchanged and the mask is kept. Crops of the whole tile, so only the
+    options move them."""
+    whole = LevirCDDataset(synth_root / "LEVIR-CD", "train", crop_size=256, mode="grid")[0]
+    assert whole["image"].shape == (2, 3, 256, 256)
+    kw = {"crop_size": 256, "mode": "random", "samples_per_tile": 12, "cache_images": True}
+    turned = LevirCDDataset(synth_root / "LEVIR-CD", "train", rotate=True, **kw)
+    torch.manual_seed(0)
+    seen = set()
+    for i in range(kw["samples_per_tile"]):  # the first tile's crops
+        s = turned[i]
+        k = [j for j in range(4) if torch.equal(s["image"], torch.rot90(whole["image"], j, dims=(-2, -1)))]
+        assert len(k) == 1, "a rotated crop is one rotation of the tile"
+        assert torch.equal(s["mask"], torch.rot90(whole["mask"], k[0]))  # the mask turns with the images
+        seen.add(k[0])
+    assert len(seen) > 1
+    swapped = LevirCDDataset(synth_root / "LEVIR-CD", "train", swap=True, **kw)
+    torch.manual_seed(0)
+    orders = []
+    for i in range(kw["samples_per_tile"]):
+        s = swapped[i]
+        assert torch.equal(s["mask"], whole["mask"])
+        same = torch.equal(s["image"], whole["image"])
+        assert same or torch.equal(s["image"], whole["image"].flip(0))
+        assert torch.equal(s["image_a"], s["image"][0])
+        orders.append(same)
+    assert any(orders) and not all(orders)
+
+
 def test_cd_missing_label_and_root(synth_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "cd"
     shutil.copytree(synth_root / "LEVIR-CD", root)

@@ -110,7 +110,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         loader: how every loader reads samples (:class:`~semcc.data.options.LoaderConfig`: ``num_workers``,
             ``pin_memory``, ``cache_images``, ``mean``, ``std``, ``joint_mask_mode``).
         cd: how LEVIR-CD tiles are cropped (:class:`~semcc.data.options.CDCropConfig`: ``crop_size``,
-            ``samples_per_tile``, ``flip``, ``positive_fraction``, ``cache_images``).
+            ``samples_per_tile``, ``flip``, ``rotate``, ``swap``, ``positive_fraction``, ``cache_images``).
         phases: how the training loader draws the phases (:class:`~semcc.data.options.PhaseConfig`: ``seed``,
             ``repeats``, ``allow_missing``).
         augment: look-alike change augmentations of the training pairs (:class:`~semcc.data.options.AugmentConfig`:
@@ -313,6 +313,8 @@ class SemanticCCDataModule(L.LightningDataModule):
                     mode="random" if train else "grid",
                     samples_per_tile=cd.samples_per_tile if train else 1,
                     flip=cd.flip and train,
+                    rotate=cd.rotate and train,
+                    swap=cd.swap and train,
                     positive_fraction=cd.positive_fraction if train else 0.0,
                     cache_images=cd.cache_images,
                     augment=augment,

@@ -337,6 +337,10 @@ class LevirCDDataset(Dataset[ChangeSample]):
     ``positive_fraction`` (random mode): the share of crops placed around a changed pixel drawn uniformly
     from the tile's changed pixels (the rest are uniform; a tile without change always gets a uniform
     crop), which raises the share of change pixels seen in training where change is sparse.
+    ``rotate`` (random mode): a random multiple of 90 degrees after the flips (with them, the eight symmetries of the
+    square). ``swap`` (random mode): the two dates exchanged for half of the crops; the binary mask marks a change
+    whichever date comes first (a building built reads as one demolished), so it stays a valid label. Both are
+    beyond the paper and draw nothing from the random stream when off.
     ``augment`` (training): look-alike change augmentation of each crop after cropping and flipping
     (:class:`semcc.data.augment.PairAugment`; a crop is always a one-off draw, ``transient``).
     """
@@ -358,9 +362,12 @@ class LevirCDDataset(Dataset[ChangeSample]):
         cache_images: bool = False,
         positive_fraction: float = 0.0,
         augment: PairAugmentFn | None = None,
+        rotate: bool = False,
+        swap: bool = False,
     ) -> None:
         if mode not in ("random", "grid"):
             raise ValueError(f"mode must be 'random' or 'grid', got {mode!r}")
+        self.rotate, self.swap = rotate, swap
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
         self.positive_fraction = positive_fraction
@@ -457,6 +464,12 @@ class LevirCDDataset(Dataset[ChangeSample]):
                 a, b, label = a[:, ::-1], b[:, ::-1], label[:, ::-1]
             if torch.rand(()) < 0.5:
                 a, b, label = a[::-1], b[::-1], label[::-1]
+        if self.mode == "random" and self.rotate:
+            k = int(torch.randint(0, 4, ()).item())
+            if k and a.shape[0] == a.shape[1]:
+                a, b, label = np.rot90(a, k), np.rot90(b, k), np.rot90(label, k)
+        if self.mode == "random" and self.swap and torch.rand(()) < 0.5:
+            a, b = b, a
         transient = None
         if self.augment is not None:
             image_a, image_b, transient = self.augment(a, b, None)

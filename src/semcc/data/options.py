@@ -92,6 +92,9 @@ class CDCropConfig:
             resized to.
         samples_per_tile: random crops per tile and epoch in training.
         flip: random horizontal / vertical flips of training crops.
+        rotate: beyond the paper: random 90-degree rotations of training crops (with ``flip``, the eight symmetries).
+        swap: beyond the paper: the two dates of half of the training crops exchanged (the binary change mask is
+            the same either way).
         positive_fraction: share of training crops placed around a changed pixel (default 0: all uniform).
         cache_images: keep decoded tiles in memory (each tile is read for many crops).
     """
@@ -99,6 +102,8 @@ class CDCropConfig:
     crop_size: int = 256
     samples_per_tile: int = 4
     flip: bool = True
+    rotate: bool = False
+    swap: bool = False
     positive_fraction: float = 0.0
     cache_images: bool = False
 
