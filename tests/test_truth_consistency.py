@@ -304,7 +304,8 @@ def test_sampled_captions_decide_ties_by_minimum_bayes_risk() -> None:
 def test_sampled_captions_over_an_empty_mask_leave_the_tie_to_no_change() -> None:
     """Over an empty building mask a caption about trees or a road has no disagreement (the mask can neither confirm
     nor contradict it) and ties with the no-change sentence, which the mask confirms. The confirmed sentence wins
-    even when the samples are nearly all about trees; over a mask with buildings the samples decide as before."""
+    even when the samples are nearly all about trees (over a mask with buildings the samples decide: the test
+    above)."""
     from semcc.metrics.consistency import choose_consistent, expected_similarity
 
     empty = summarize_mask(np.zeros((100, 100), np.uint8), {1: "building"})

@@ -367,7 +367,6 @@ class LevirCDDataset(Dataset[ChangeSample]):
     ) -> None:
         if mode not in ("random", "grid"):
             raise ValueError(f"mode must be 'random' or 'grid', got {mode!r}")
-        self.rotate, self.swap = rotate, swap
         if not 0.0 <= positive_fraction <= 1.0:
             raise ValueError(f"positive_fraction must be in [0, 1], got {positive_fraction}")
         self.positive_fraction = positive_fraction
@@ -381,6 +380,7 @@ class LevirCDDataset(Dataset[ChangeSample]):
         )
         _check_split(split, self.root, available)
         self.split, self.mode, self.crop_size, self.flip = split, mode, crop_size, flip
+        self.rotate, self.swap = rotate, swap
         self.samples_per_tile = max(1, int(samples_per_tile))
         folder = self.root / split
         self.tiles = sorted(p.name for p in (folder / "A").glob("*.png"))
@@ -459,17 +459,17 @@ class LevirCDDataset(Dataset[ChangeSample]):
         crop_w = min(crop, a.shape[1])
         sl = (slice(top, top + crop_h), slice(left, left + crop_w))
         a, b, label = a[sl], b[sl], label[sl]
-        if self.mode == "random" and self.flip:
-            if torch.rand(()) < 0.5:
-                a, b, label = a[:, ::-1], b[:, ::-1], label[:, ::-1]
-            if torch.rand(()) < 0.5:
-                a, b, label = a[::-1], b[::-1], label[::-1]
-        if self.mode == "random" and self.rotate:
-            k = int(torch.randint(0, 4, ()).item())
-            if k and a.shape[0] == a.shape[1]:
+        if self.mode == "random":
+            if self.flip:
+                if torch.rand(()) < 0.5:
+                    a, b, label = a[:, ::-1], b[:, ::-1], label[:, ::-1]
+                if torch.rand(()) < 0.5:
+                    a, b, label = a[::-1], b[::-1], label[::-1]
+            if self.rotate:  # random crops are square
+                k = int(torch.randint(0, 4, ()).item())
                 a, b, label = np.rot90(a, k), np.rot90(b, k), np.rot90(label, k)
-        if self.mode == "random" and self.swap and torch.rand(()) < 0.5:
-            a, b = b, a
+            if self.swap and torch.rand(()) < 0.5:
+                a, b = b, a
         transient = None
         if self.augment is not None:
             image_a, image_b, transient = self.augment(a, b, None)

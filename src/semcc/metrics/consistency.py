@@ -229,10 +229,9 @@ def consistency_rank(candidates: Sequence[str], mask: MaskSummary, utility: Sequ
     first (over an empty building mask, the no-change sentence before a caption about trees, which the mask can
     neither confirm nor contradict), then the candidates are ordered by the utility, then by their order."""
     reports = [check_consistency(c, mask) for c in candidates]
-    if utility is None:
-        key = [(*r.severity(), -(r.checks - len(r.disagreements)), i) for i, r in enumerate(reports)]
-    else:
-        key = [(*r.severity(), -r.change_confirmed, -utility[i], i) for i, r in enumerate(reports)]
+    # Without a utility the confirmed change never decides: a caption the mask cannot check has no agreement at all.
+    score = utility if utility is not None else [r.checks - len(r.disagreements) for r in reports]
+    key = [(*r.severity(), -r.change_confirmed, -score[i], i) for i, r in enumerate(reports)]
     return sorted(range(len(candidates)), key=lambda i: key[i])
 
 
