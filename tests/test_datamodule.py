@@ -95,7 +95,7 @@ def test_option_groups_reach_the_datasets_and_the_hparams(synth_root: Path, synt
     # Checkpoints and logs keep the groups as plain mappings, as in YAML.
     assert dm.hparams["cd"] == {"crop_size": 32, "samples_per_tile": 3, "flip": False, "rotate": True, "swap": False,
                                 "positive_fraction": 0.5, "cache_images": True}
-    assert dm.hparams_initial["phases"] == {"seed": 0, "repeats": {}, "allow_missing": False}
+    assert dm.hparams_initial["phases"] == {"seed": 0, "repeats": {}, "batch_size": {}, "allow_missing": False}
     assert dm.hparams["eval_data"]["sources"] == ["cc", "cd"] and dm.hparams["loader"]["joint_mask_mode"] == "classes"
     assert dm.hparams["synth"]["size"] == synth_config.size
 
@@ -255,6 +255,39 @@ def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_
     assert counts == {"cd": 4, "cc": 24, "joint": 12}
     with pytest.raises(ValueError, match=r"phases\.repeats has unknown sources"):
         _module(synth_root, synth_config, phases=PhaseConfig(repeats={"seg": 2}))
+
+
+def test_per_source_batch_sizes_change_the_steps_not_the_samples(synth_root: Path, synth_config) -> None:
+    from semcc.data.sampler import PhaseBatchSampler
+    from semcc.strategies import phases_for
+
+    phases = phases_for("three_stage", ["cd", "cc", "joint"])
+    lengths = {"cd": 9, "cc": 10, "joint": 5}
+    plain = list(PhaseBatchSampler(lengths, phases, 4, seed=3))
+    sampler = PhaseBatchSampler(lengths, phases, 4, seed=3, batch_sizes={"cd": 2})
+    batches = list(sampler)
+    cd = [b for b in batches if b[0][0] == "cd"]
+    assert [len(b) for b in cd] == [2, 2, 2, 2, 1]  # 9 crops in batches of 2
+    assert sampler.phase_batches() == [("cd", 5), ("cc", 3), ("joint", 2)] and len(sampler) == len(batches) == 10
+    # The same samples in the same order; the other phases' batches untouched.
+    assert [i for b in cd for (_, i, _) in b] == [i for b in plain if b[0][0] == "cd" for (_, i, _) in b]
+    assert [b for b in batches if b[0][0] != "cd"] == [b for b in plain if b[0][0] != "cd"]
+    ranks = [list(PhaseBatchSampler(lengths, phases, 4, seed=3, rank=r, world_size=2, batch_sizes={"cd": 2}))
+             for r in range(2)]
+    assert [b[0][2] for b in ranks[0]] == [b[0][2] for b in ranks[1]]  # ranks stay in step
+    with pytest.raises(ValueError, match="batch sizes must be at least 1"):
+        PhaseBatchSampler(lengths, phases, 4, batch_sizes={"cd": 0})
+    dm = _module(synth_root, synth_config, batch_size=4, samples_per_tile=2, phases=PhaseConfig(batch_size={"cd": 1}))
+    dm.setup("fit")
+    sizes: dict[str, list[int]] = {}
+    for b in dm.train_dataloader():
+        sizes.setdefault(b["phase"], []).append(len(b["name"]))
+    assert sizes["cd"] == [1, 1, 1, 1] and sum(sizes["cc"]) == 12 and max(sizes["cc"]) == 4
+    assert dm.hparams["phases"]["batch_size"] == {"cd": 1}
+    with pytest.raises(ValueError, match=r"phases\.batch_size has unknown sources"):
+        PhaseConfig(batch_size={"seg": 2})
+    with pytest.raises(ValueError, match=r"phases\.batch_size must be at least 1"):
+        PhaseConfig(batch_size={"cd": 0})
 
 
 def test_a_strategy_without_data_for_a_phase_stops_unless_allowed() -> None:

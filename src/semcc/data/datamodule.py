@@ -112,7 +112,7 @@ class SemanticCCDataModule(L.LightningDataModule):
         cd: how LEVIR-CD tiles are cropped (:class:`~semcc.data.options.CDCropConfig`: ``crop_size``,
             ``samples_per_tile``, ``flip``, ``rotate``, ``swap``, ``positive_fraction``, ``cache_images``).
         phases: how the training loader draws the phases (:class:`~semcc.data.options.PhaseConfig`: ``seed``,
-            ``repeats``, ``allow_missing``).
+            ``repeats``, ``batch_size``, ``allow_missing``).
         augment: look-alike change augmentations of the training pairs (:class:`~semcc.data.options.AugmentConfig`:
             ``enabled``, ``sources``, ``p``, one strength per nuisance, ``views``); training splits only.
     """
@@ -419,6 +419,7 @@ class SemanticCCDataModule(L.LightningDataModule):
             shuffle=True,
             seed=self.phases.seed,
             repeats=dict(self.phases.repeats),
+            batch_sizes=dict(self.phases.batch_size),
         )
         if trainer is not None:
             sampler.set_epoch(trainer.current_epoch)

@@ -116,6 +116,9 @@ class PhaseConfig:
         seed: seed of the per-epoch shuffling of the training phases (the same on every rank).
         repeats: passes over each training source per epoch (default 1), e.g. ``{"cc": 4}`` makes phase ii of
             ``three_stage`` read D_cc four times per epoch.
+        batch_size: beyond the paper: per-source batch sizes that replace ``data.batch_size`` in training, e.g.
+            ``{"cd": 4}``: phase i takes twice the steps of half the crops (its crops per epoch do not change;
+            the learning-rate schedule counts the steps of every phase).
         allow_missing: run a strategy without the phases whose source is not configured (e.g. three-stage
             without LEVIR-MCI); a warning names them. Default: such a configuration is an error, so that an
             experiment never changes silently.
@@ -123,11 +126,15 @@ class PhaseConfig:
 
     seed: int = 0
     repeats: dict[str, int] = field(default_factory=dict)
+    batch_size: dict[str, int] = field(default_factory=dict)
     allow_missing: bool = False
 
     def __post_init__(self) -> None:
-        if unknown := [s for s in self.repeats if s not in SOURCES]:
-            raise ValueError(f"phases.repeats has unknown sources {unknown}; choose from {list(SOURCES)}")
+        for name in ("repeats", "batch_size"):
+            if unknown := [s for s in getattr(self, name) if s not in SOURCES]:
+                raise ValueError(f"phases.{name} has unknown sources {unknown}; choose from {list(SOURCES)}")
+        if bad := {s: b for s, b in self.batch_size.items() if int(b) < 1}:
+            raise ValueError(f"phases.batch_size must be at least 1, got {bad}")
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
         lengths: number of samples of each source.
         phases: the phases in order (see :func:`phases_for`).
         batch_size: samples per batch (the last batch of a phase may be smaller, equally on all ranks).
+        batch_sizes: per-source batch sizes that replace ``batch_size`` for those sources, e.g. ``{"cd": 4}``.
         shuffle: reshuffle every epoch (``set_epoch``) from ``seed``.
         rank, world_size: this process's share; ``None`` reads ``torch.distributed`` when iterating.
         repeats: passes over a source per epoch (default 1 each), e.g. ``{"cc": 4}``: a phase that reads
@@ -62,11 +63,15 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
         rank: int | None = None,
         world_size: int | None = None,
         repeats: dict[str, int] | None = None,
+        batch_sizes: dict[str, int] | None = None,
     ) -> None:
         self.lengths, self.phases, self.batch_size = dict(lengths), list(phases), batch_size
         self.repeats = {s: int((repeats or {}).get(s, 1)) for s in self.lengths}
         if bad := {s: r for s, r in self.repeats.items() if r < 1}:
             raise ValueError(f"repeats must be at least 1, got {bad}")
+        self.batch_sizes = {s: int((batch_sizes or {}).get(s, batch_size)) for s in self.lengths}
+        if bad := {s: b for s, b in self.batch_sizes.items() if b < 1}:
+            raise ValueError(f"batch sizes must be at least 1, got {bad}")
         self.shuffle, self.seed = shuffle, seed
         self._rank, self._world = rank, world_size
         self.epoch = 0
@@ -106,13 +111,14 @@ class PhaseBatchSampler(Sampler[list[tuple[str, int, str]]]):
         per_rank = math.ceil(n / world)
         order += order[: per_rank * world - n]  # pad so every rank gets the same count
         mine = order[rank::world]
-        return [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        size = self.batch_sizes[source]
+        return [mine[i : i + size] for i in range(0, len(mine), size)]
 
     def phase_batches(self) -> list[tuple[str, int]]:
         """``(phase name, number of batches)`` for this rank, in order."""
         _, world = self._dist()
         per_rank = {s: math.ceil(self.lengths[s] * self.repeats[s] / world) for p in self.phases for s in p.sources}
-        return [(p.name, sum(math.ceil(per_rank[s] / self.batch_size) for s in p.sources)) for p in self.phases]
+        return [(p.name, sum(math.ceil(per_rank[s] / self.batch_sizes[s]) for s in p.sources)) for p in self.phases]
 
     def __iter__(self) -> Iterator[list[tuple[str, int, str]]]:
         produced = 0
