@@ -5,13 +5,13 @@ Runs a ``semcc fit`` checkpoint with :class:`semcc.inference.Predictor` on a spl
 LEVIR-MCI labels and ground truth (SynthLEVIR's ``synth_meta.json``, or the labels), once with ``decoding="greedy"``
 and once with ``decoding="consistent"`` (once per ``--change-share``, the mask's change threshold, when given; once
 more per ``--samples`` value, with that many captions drawn from the model joining the candidates and deciding ties
-by minimum Bayes risk), and prints one row each (:func:`_common.score_predictor`): captions right
-about change, the semantic scores, changed-pair BLEU-4 and CIDEr, how varied the changed pairs' captions are
-(``caption_diversity``: the share of distinct captions and the share given the most frequent one), overall CIDEr,
-the share of pairs whose caption agrees with the mask, and the time.
+by minimum Bayes risk; once more per ``--length-penalty`` value, the beams ranked with it), and prints one row each
+(:func:`_common.score_predictor`): captions right about change, the semantic scores, changed-pair BLEU-4 and CIDEr,
+how varied the changed pairs' captions are (``caption_diversity``: the share of distinct captions and the share given
+the most frequent one), overall CIDEr, the share of pairs whose caption agrees with the mask, and the time.
 
 Usage: ``python benchmarks/consistent_decoding.py --ckpt CKPT [--root ~/.cache/semcc/synthlevir-tiny/LEVIR-CC]
-[--split test] [--beams 2] [--change-share 0.005 0.002] [--samples 16 32] [--temperature 0.5]``
+[--split test] [--beams 2] [--change-share 0.005 0.002] [--samples 16 32] [--temperature 0.5] [--length-penalty 0]``
 """
 
 from __future__ import annotations
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="captions drawn per pair (Predictor(samples=...)), one more consistent row each, at the "
                         "checkpoint's change share")
     parser.add_argument("--temperature", type=float, default=0.5, help="sampling temperature of --samples")
+    parser.add_argument("--length-penalty", type=float, nargs="+", default=None,
+                        help="the beams' length penalty (Predictor(length_penalty=...)), one more consistent row each "
+                        "(default row: the checkpoint's, 1 unless it was set)")
     parser.add_argument("--batch-size", type=int, default=16)
     add_json_argument(parser, "consistent_decoding.json")
     args = parser.parse_args(argv)
@@ -63,16 +66,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"{root}: no LevirCCcaptions.json (run `semcc fit --config configs/tiny.yaml` or `semcc synth`)")
     rows = []
     shares: list[float | None] = list(args.change_share) if args.change_share else [None]
-    runs = [("greedy", None, 0)] + [("consistent", x, 0) for x in shares]
-    runs += [("consistent", None, n) for n in args.samples or []]
-    for decoding, share, samples in runs:
+    runs = [("greedy", None, 0, None)] + [("consistent", x, 0, None) for x in shares]
+    runs += [("consistent", None, n, None) for n in args.samples or []]
+    runs += [("consistent", None, 0, lp) for lp in args.length_penalty or []]
+    for decoding, share, samples, penalty in runs:
         predictor = Predictor.from_checkpoint(args.ckpt, decoding=decoding, beams=args.beams, samples=samples,
                                               temperature=args.temperature, batch_size=args.batch_size,
-                                              change_share=share)
+                                              change_share=share, length_penalty=penalty)
         scores = score_predictor(predictor, root, args.split, min_share=predictor.change_share)
         row = {"decoding": decoding if share is None else f"{decoding} ({predictor.change_share:g})"}
         if samples:
             row["decoding"] = f"{decoding}, {samples} samples (T {args.temperature:g})"
+        if penalty is not None:
+            row["decoding"] = f"{decoding}, length penalty {penalty:g}"
         row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items() if k in COLUMNS})
         row["seconds"] = round(scores["seconds"], 1)
         rows.append(row)
@@ -80,7 +86,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     report(f"consistency-aware decoding on {root} ({args.split}, {pairs} pairs; checkpoint {args.ckpt})", rows,
            COLUMNS, json_path=args.json,
            notes=["candidates: the greedy caption and each instruction's best beams "
-                  f"({args.beams} per instruction); ties keep the greedy caption",
+                  f"({args.beams} per instruction, ranked with the checkpoint's length penalty unless a row says "
+                  "another); ties keep the greedy caption",
                   "with samples: the sampled captions join the candidates; ties (the same disagreements per kind) go "
                   "to the candidate of the highest mean caption similarity to the samples (minimum Bayes risk)"])
     return rows

@@ -359,6 +359,42 @@ def test_sampled_candidates_are_reproducible_and_sharpen_to_greedy(tiny_checkpoi
         Predictor(task, temperature=0.0)
 
 
+def test_the_beams_length_penalty_reaches_the_beam_search(tiny_checkpoint: Path, synth_root: Path) -> None:
+    """``length_penalty`` ranks the beams by their summed log-probability over ``length ** length_penalty``: a high
+    penalty keeps longer beams than a negative one, on the model's own candidates. The predictor takes the run's
+    value (stored in the checkpoint) unless given one."""
+    from dataclasses import replace
+
+    import torch
+
+    from semcc.inference import Predictor
+    from semcc.tasks.evaluator import EvalConfig
+    from semcc.tasks.loading import load_task
+
+    task = load_task(tiny_checkpoint).eval()
+    model, prompts = task.model, task.instructions
+    folder = synth_root / "LEVIR-CC" / "images" / "test"
+    names = sorted(p.name for p in (folder / "A").iterdir())[:4]
+    predictor = Predictor(task, decoding="consistent")
+    images = [torch.stack([predictor._normalize(np.array(Image.open(folder / side / n).convert("RGB")))
+                           for n in names]) for side in ("A", "B")]
+
+    def words(penalty: float) -> list[float]:
+        rows = model.caption_candidates(*images, instructions=prompts, max_new_tokens=12, beams=3,
+                                        length_penalty=penalty)
+        return [float(np.mean([len(c.split()) for c in row])) for row in rows]
+
+    short, long = words(-4.0), words(4.0)
+    assert all(s <= g for s, g in zip(short, long, strict=True)) and sum(long) > sum(short)
+    assert words(1.0) == [float(np.mean([len(c.split()) for c in row]))  # 1 is the default
+                          for row in model.caption_candidates(*images, instructions=prompts, max_new_tokens=12,
+                                                              beams=3)]
+    assert "length_penalty" in EvalConfig.STORED and task.evaluation.length_penalty == 1.0
+    assert predictor.length_penalty == 1.0 and Predictor(task, length_penalty=0.0).length_penalty == 0.0
+    task.evaluation = replace(task.evaluation, length_penalty=0.0)  # as a run with --model.evaluation.length_penalty
+    assert Predictor(task).length_penalty == 0.0
+
+
 def test_a_checkpoint_says_what_its_binary_mask_marks(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """The fit stores the data module's ``binary_mask_class``; a checkpoint written before 0.6 (no such
     hyperparameter) gets it from its stored data configuration; a bare model, or the caller, says ``change``."""

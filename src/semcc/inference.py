@@ -156,6 +156,8 @@ class Predictor:
             Costs a second caption pass.
             Default: the task's setting (``model.evaluation.decoding``), else greedy.
         beams: beams per instruction for ``decoding="consistent"`` (default: the task's, else 2).
+        length_penalty: how the beams are ranked, the sum of their token log-probabilities over ``length **
+            length_penalty`` (default: the task's ``evaluation.length_penalty``, else 1, transformers' default).
         samples: captions drawn from the model per pair for ``decoding="consistent"``: they join the candidates, and
             ties among the captions the mask confirms equally well go to the one most like the samples
             (minimum-Bayes-risk decoding; :func:`semcc.metrics.consistency.choose_consistent`) instead of the greedy
@@ -189,6 +191,7 @@ class Predictor:
         ensemble: bool | None = None,
         decoding: Literal["greedy", "consistent"] | None = None,
         beams: int | None = None,
+        length_penalty: float | None = None,
         samples: int | None = None,
         temperature: float | None = None,
         sample_seed: int | None = None,
@@ -234,6 +237,9 @@ class Predictor:
         self.instructions = list(instructions or getattr(task_or_model, "instructions", None) or INSTRUCTIONS)
         self.ensemble = bool(_task_setting(task_or_model, "ensemble")) if ensemble is None else bool(ensemble)
         self.decoding, self.beams = decoding, int(beams)
+        if length_penalty is None:
+            length_penalty = _task_setting(task_or_model, "length_penalty")
+        self.length_penalty = 1.0 if length_penalty is None else float(length_penalty)
         self.samples, self.temperature, self.sample_seed = int(samples), float(temperature), int(sample_seed)
         if change_share is None:
             change_share = _task_setting(task_or_model, "change_share") or MASK_CHANGE_SHARE
@@ -329,7 +335,7 @@ class Predictor:
             encoded = self.model.encode(image_a, image_b)
             candidates = [*self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
                                                          max_new_tokens=self.max_new_tokens, beams=self.beams,
-                                                         encoded=encoded)]
+                                                         length_penalty=self.length_penalty, encoded=encoded)]
             if self.samples:
                 samples = self.model.caption_samples(image_a, image_b, instructions=self.instructions,
                                                      samples=self.samples, temperature=self.temperature,

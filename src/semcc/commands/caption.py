@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "most consistent with the predicted mask (default: the run's model.evaluation.decoding)")
     p.add_argument("--beams", type=int, default=None,
                    help="beams per instruction for --decoding consistent (default: the run's, else 2)")
+    p.add_argument("--length-penalty", type=float, default=None,
+                   help="how the beams are ranked: the sum of their token log-probabilities over length ** this (1: "
+                   "the mean, favouring longer captions; 0: the sum) (default: the run's, else 1)")
     p.add_argument("--samples", type=int, default=None,
                    help="captions drawn from the model for --decoding consistent: they join the candidates, and ties "
                    "among the captions the mask confirms equally well go to the one most like the samples "
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(
         args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
+        length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
     )
     name = args.before.stem
@@ -128,6 +132,7 @@ def _run_scene(args: argparse.Namespace) -> int:
     predictor = Predictor.from_checkpoint(
         args.ckpt, device=args.device, batch_size=args.batch_size, overlap=args.overlap,
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
+        length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
     )
     result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,

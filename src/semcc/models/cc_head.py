@@ -376,15 +376,18 @@ class ChangeCaptionHead(nn.Module):
 
     @torch.no_grad()
     def generate_from_visual(
-        self, vis: torch.Tensor, instructions: Sequence[str], max_new_tokens: int | None = None, beams: int = 1
+        self, vis: torch.Tensor, instructions: Sequence[str], max_new_tokens: int | None = None, beams: int = 1,
+        length_penalty: float = 1.0,
     ) -> list[str]:
         """Greedy captions for visual tokens ``[N, T, H]`` and one instruction per row (left padding); with
-        ``beams > 1``, the ``beams`` best of a beam search per row (``N * beams`` captions, row by row)."""
+        ``beams > 1``, the ``beams`` best of a beam search per row (``N * beams`` captions, row by row), ranked
+        by the sum of their token log-probabilities divided by ``length ** length_penalty`` (transformers' beam
+        score: 1, its default, ranks by the mean and so favours longer captions than 0, the sum)."""
         if beams < 1:
             raise ValueError(f"beams must be >= 1, got {beams}")
         embeds, mask, _ = self._sequences(vis, instructions, None, left_pad=True)
-        return self._generate(embeds, mask, max_new_tokens, do_sample=False, num_beams=beams,
-                              num_return_sequences=beams)
+        search = {"num_beams": beams, "length_penalty": float(length_penalty)} if beams > 1 else {"num_beams": 1}
+        return self._generate(embeds, mask, max_new_tokens, do_sample=False, num_return_sequences=beams, **search)
 
     def _generate(self, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int | None,
                   **options: Any) -> list[str]:
@@ -440,14 +443,17 @@ class ChangeCaptionHead(nn.Module):
         prompts: Sequence[str] | None = None,
         max_new_tokens: int | None = None,
         beams: int = 1,
+        length_penalty: float = 1.0,
     ) -> list[list[str]]:
         """Multi-output ensemble candidates: ``[B][K * beams]``, the greedy caption of each prompt (``beams=1``)
-        or its ``beams`` best beams, prompt by prompt, in one batched generate."""
+        or its ``beams`` best beams (ranked with ``length_penalty``, see :meth:`generate_from_visual`), prompt by
+        prompt, in one batched generate."""
         prompts = list(prompts or DEFAULT_INSTRUCTIONS)
         with torch.no_grad():
             vis = self.visual_tokens(f_cc_1, f_cc_2)
         b, k = vis.shape[0], len(prompts) * beams
-        flat = self.generate_from_visual(*self._per_prompt(vis, prompts), max_new_tokens, beams=beams)
+        flat = self.generate_from_visual(*self._per_prompt(vis, prompts), max_new_tokens, beams=beams,
+                                         length_penalty=length_penalty)
         return [flat[i * k : (i + 1) * k] for i in range(b)]
 
     @torch.no_grad()

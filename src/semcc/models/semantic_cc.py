@@ -178,15 +178,18 @@ class SemanticCC(nn.Module):
         instructions: Sequence[str] | None = None,
         max_new_tokens: int | None = None,
         beams: int = 1,
+        length_penalty: float = 1.0,
         encoded: BiTemporalFeatures | None = None,
     ) -> list[list[str]]:
         """Candidate captions per pair (``[B][K * beams]``): for each prompt of ``instructions`` (default: the four
-        paper prompts) its greedy caption, or its ``beams`` best beams (``ChangeCaptionHead.generate_candidates``).
+        paper prompts) its greedy caption, or its ``beams`` best beams, ranked with ``length_penalty``
+        (``ChangeCaptionHead.generate_candidates``).
         ``encoded``: the encoder's output for these images, if already computed (see :meth:`features`)."""
         if self.cc_head is None:
             raise ValueError("this model has no cc_head: it cannot caption")
         _, cc = self.features(image_a, image_b, encoded=encoded)
-        return self.cc_head.generate_candidates(*cc, prompts=instructions, max_new_tokens=max_new_tokens, beams=beams)
+        return self.cc_head.generate_candidates(*cc, prompts=instructions, max_new_tokens=max_new_tokens, beams=beams,
+                                                length_penalty=length_penalty)
 
     @torch.no_grad()
     def caption_samples(

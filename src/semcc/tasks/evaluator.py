@@ -55,6 +55,10 @@ class EvalConfig:
             with the pair's predicted mask (:func:`semcc.metrics.consistency.choose_consistent`); pairs without a
             CD head's mask keep the greedy caption. ``semcc caption`` and ``Predictor`` default to the run's value.
         beams: beams per instruction for ``decoding="consistent"``.
+        length_penalty: how those beams are ranked: the sum of their token log-probabilities divided by
+            ``length ** length_penalty`` (transformers' beam score; 1, its default, ranks by the mean and so favours
+            longer captions; 0 by the sum, the most probable captions). Beyond the paper; on tiny, 0 trades n-gram
+            scores against what the captions say (``benchmarks/README.md``, "The beams' length penalty").
         samples: captions drawn from the model per pair for ``decoding="consistent"`` (0: none, the default). They
             join the candidates, and among the candidates the mask confirms equally well the one most like the
             samples wins (minimum-Bayes-risk decoding, :func:`semcc.metrics.consistency.choose_consistent`) instead
@@ -90,6 +94,7 @@ class EvalConfig:
     write_report: bool = True
     decoding: str = "greedy"
     beams: int = 2
+    length_penalty: float = 1.0
     samples: int = 0
     temperature: float = 0.5
     sample_seed: int = 0
@@ -110,8 +115,8 @@ class EvalConfig:
 
     #: What a checkpoint keeps of the evaluation settings (the others are options of each run, so that, say,
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
-    STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "samples", "temperature",
-              "sample_seed", "no_change_candidate", "change_share")
+    STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "length_penalty", "samples",
+              "temperature", "sample_seed", "no_change_candidate", "change_share")
 
 
 class Evaluator(nn.Module):

@@ -257,7 +257,8 @@ class SemanticCCTask(L.LightningModule):
         if self.evaluation.decoding == "consistent" and mask_logits is not None and captions is not None:
             candidates = self.model.caption_candidates(
                 batch["image_a"], batch["image_b"], instructions=self.instructions,
-                max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams, encoded=encoded,
+                max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams,
+                length_penalty=self.evaluation.length_penalty, encoded=encoded,
             )
             samples: list[list[str]] = [[] for _ in captions]
             if self.evaluation.samples:
