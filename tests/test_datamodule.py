@@ -230,14 +230,18 @@ def test_phase_sampler_shards_ranks_equally_and_resumes() -> None:
         phases_for("four_stage", ["cd"])
 
 
-def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_config) -> None:
+def _three_stage_sampler(lengths: dict[str, int], **options):
+    """A three-stage ``PhaseBatchSampler`` of batch size 4 and seed 3 over sources of these ``lengths``."""
     from semcc.data.sampler import PhaseBatchSampler
     from semcc.strategies import phases_for
 
-    phases = phases_for("three_stage", ["cd", "cc", "joint"])
+    return PhaseBatchSampler(lengths, phases_for("three_stage", ["cd", "cc", "joint"]), 4, seed=3, **options)
+
+
+def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_config) -> None:
     lengths = {"cd": 7, "cc": 10, "joint": 5}
-    plain = list(PhaseBatchSampler(lengths, phases, 4, seed=3))
-    sampler = PhaseBatchSampler(lengths, phases, 4, seed=3, repeats={"cc": 3})
+    plain = list(_three_stage_sampler(lengths))
+    sampler = _three_stage_sampler(lengths, repeats={"cc": 3})
     batches = list(sampler)
     assert len(batches) == len(sampler) == sampler.phase_batches()[0][1] + 8 + sampler.phase_batches()[2][1]
     cc = [i for b in batches for (s, i, _) in b if s == "cc"]
@@ -246,7 +250,7 @@ def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_
     assert [b for b in batches if b[0][0] != "cc"] == [b for b in plain if b[0][0] != "cc"]
     assert cc[:8] == [i for b in plain for (s, i, _) in b if s == "cc"][:8]
     with pytest.raises(ValueError, match="repeats must be at least 1"):
-        PhaseBatchSampler(lengths, phases, 4, repeats={"cc": 0})
+        _three_stage_sampler(lengths, repeats={"cc": 0})
     dm = _module(synth_root, synth_config, batch_size=4, samples_per_tile=2, phases=PhaseConfig(repeats={"cc": 2}))
     dm.setup("fit")
     counts = {}
@@ -258,13 +262,9 @@ def test_train_repeats_pass_over_a_source_several_times(synth_root: Path, synth_
 
 
 def test_per_source_batch_sizes_change_the_steps_not_the_samples(synth_root: Path, synth_config) -> None:
-    from semcc.data.sampler import PhaseBatchSampler
-    from semcc.strategies import phases_for
-
-    phases = phases_for("three_stage", ["cd", "cc", "joint"])
     lengths = {"cd": 9, "cc": 10, "joint": 5}
-    plain = list(PhaseBatchSampler(lengths, phases, 4, seed=3))
-    sampler = PhaseBatchSampler(lengths, phases, 4, seed=3, batch_sizes={"cd": 2})
+    plain = list(_three_stage_sampler(lengths))
+    sampler = _three_stage_sampler(lengths, batch_sizes={"cd": 2})
     batches = list(sampler)
     cd = [b for b in batches if b[0][0] == "cd"]
     assert [len(b) for b in cd] == [2, 2, 2, 2, 1]  # 9 crops in batches of 2
@@ -272,11 +272,10 @@ def test_per_source_batch_sizes_change_the_steps_not_the_samples(synth_root: Pat
     # The same samples in the same order; the other phases' batches untouched.
     assert [i for b in cd for (_, i, _) in b] == [i for b in plain if b[0][0] == "cd" for (_, i, _) in b]
     assert [b for b in batches if b[0][0] != "cd"] == [b for b in plain if b[0][0] != "cd"]
-    ranks = [list(PhaseBatchSampler(lengths, phases, 4, seed=3, rank=r, world_size=2, batch_sizes={"cd": 2}))
-             for r in range(2)]
+    ranks = [list(_three_stage_sampler(lengths, rank=r, world_size=2, batch_sizes={"cd": 2})) for r in range(2)]
     assert [b[0][2] for b in ranks[0]] == [b[0][2] for b in ranks[1]]  # ranks stay in step
     with pytest.raises(ValueError, match="batch sizes must be at least 1"):
-        PhaseBatchSampler(lengths, phases, 4, batch_sizes={"cd": 0})
+        _three_stage_sampler(lengths, batch_sizes={"cd": 0})
     dm = _module(synth_root, synth_config, batch_size=4, samples_per_tile=2, phases=PhaseConfig(batch_size={"cd": 1}))
     dm.setup("fit")
     sizes: dict[str, list[int]] = {}

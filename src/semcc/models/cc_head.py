@@ -33,8 +33,8 @@ typed sub-configs (:mod:`semcc.models.configs`):
 Loss: cross-entropy over the caption (and end-marker) tokens only (labels ``-100`` on the prompt, the
 visual tokens and the padding); batches of any size, right padding. Generation: greedy (Sec. IV-C),
 batched with left padding and the KV cache (``llm.generate(inputs_embeds=..., attention_mask=...)``),
-stopping at the end marker. Test-time multi-output ensemble: one caption per instruction of
-``DEFAULT_INSTRUCTIONS`` (or those given), the consensus of :mod:`semcc.models.ensemble`.
+stopping at the end marker (:mod:`semcc.models.generation`). Test-time multi-output ensemble: one caption per
+instruction of ``DEFAULT_INSTRUCTIONS`` (or those given), the consensus of :mod:`semcc.models.ensemble`.
 
 Checkpoints (:mod:`semcc.models.checkpoints`): :func:`~semcc.models.checkpoints.load_qformer_checkpoint`
 (LAVIS BLIP-2 / MiniGPT-4 key names), :func:`~semcc.models.checkpoints.load_llama_proj` (MiniGPT-4
@@ -51,14 +51,7 @@ from typing import Any
 import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
-from transformers import (
-    Blip2QFormerConfig,
-    Blip2QFormerModel,
-    GenerationConfig,
-    PreTrainedTokenizerBase,
-    StoppingCriteria,
-    StoppingCriteriaList,
-)
+from transformers import Blip2QFormerConfig, Blip2QFormerModel, PreTrainedTokenizerBase
 
 from semcc.models.checkpoints import is_meta, load_llama_proj, load_qformer_checkpoint
 from semcc.models.configs import (
@@ -74,6 +67,7 @@ from semcc.models.configs import (
 )
 from semcc.models.enhancer import ChangeEnhancer
 from semcc.models.ensemble import consensus_index
+from semcc.models.generation import generate_captions
 from semcc.models.llm import build_llm, load_tokenizer
 from semcc.models.precision import trainable_to_float32
 
@@ -105,31 +99,6 @@ class CaptionOutput:
     loss: torch.Tensor
     logits: torch.Tensor
     labels: torch.Tensor
-
-
-# ------------------------------------------------------------------------------------------- generation
-
-
-class _StopOnSequence(StoppingCriteria):
-    """Per-row stop when the generated ids end with ``stop_ids`` (multi-token end markers such as ``###``)."""
-
-    def __init__(self, stop_ids: list[int]) -> None:
-        self.stop_ids = stop_ids
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
-        n = len(self.stop_ids)
-        if input_ids.shape[1] < n:
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        tail = input_ids[:, -n:]
-        return (tail == torch.tensor(self.stop_ids, device=input_ids.device)).all(dim=1)
-
-
-def _find(seq: list[int], sub: list[int]) -> int:
-    n = len(sub)
-    for i in range(len(seq) - n + 1):
-        if seq[i : i + n] == sub:
-            return i
-    return -1
 
 
 # ------------------------------------------------------------------------------------------------- head
@@ -391,33 +360,11 @@ class ChangeCaptionHead(nn.Module):
 
     def _generate(self, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int | None,
                   **options: Any) -> list[str]:
-        """``llm.generate`` on left-padded inputs, stopping at the end marker; ``options`` choose the search
-        (greedy, beams, sampling) and the number of returned sequences per row."""
-        tok, end = self._tok(), self.end_marker_ids
-        config = GenerationConfig(
-            max_new_tokens=max_new_tokens or self.max_new_tokens,
-            use_cache=True,
-            pad_token_id=self.pad_id,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=end[0] if len(end) == 1 else None,
-            **options,
-        )
-        stopping = StoppingCriteriaList([_StopOnSequence(end)]) if len(end) > 1 else None
-        out = self.llm.generate(
-            inputs_embeds=embeds, attention_mask=mask, generation_config=config, stopping_criteria=stopping
-        )
-        return self._decode(out)
-
-    def _decode(self, out: torch.Tensor) -> list[str]:
-        """Generated ids ``[N, L]`` -> captions, each cut at its first end marker."""
-        tok, end = self._tok(), self.end_marker_ids
-        captions = []
-        for row in out.tolist():
-            cut = _find(row, end)
-            if cut >= 0:
-                row = row[:cut]
-            captions.append(tok.decode(row, skip_special_tokens=True).strip())
-        return captions
+        """Captions generated from left-padded inputs, stopped at the end marker
+        (:func:`~semcc.models.generation.generate_captions`); ``options`` choose the search and the number of
+        returned sequences per row."""
+        return generate_captions(self.llm, self._tok(), embeds, mask, end_ids=self.end_marker_ids, pad_id=self.pad_id,
+                                 max_new_tokens=max_new_tokens or self.max_new_tokens, **options)
 
     def generate(
         self,
