@@ -24,14 +24,15 @@ a SynthLEVIR test split of ``--pairs`` pairs under ``--work`` (once; reused afte
   accuracy, hallucination rate.
 
 Captions are decoded as the checkpoint's run says (``model.evaluation.decoding`` and ``samples``; ``--decoding`` and
-``--samples`` to choose).
+``--samples`` to choose), and the two dates' radiometry is matched before the model as the run says
+(``model.evaluation.match_radiometry``; ``--match-radiometry`` / ``--no-match-radiometry`` to choose).
 One row per strength: the mean over the seeds, ``± std`` (sample standard deviation) when there are several; the
 training strength is marked (read from the checkpoint's run configuration, ``data.synth.nuisance``, or
 ``--train-nuisance``). Prints the table and writes it, with every per-seed value, as JSON (``--json``).
 
 Usage: ``python benchmarks/robustness.py --ckpt runs/tiny/version_0/checkpoints/last.ckpt
 [--pairs 100] [--seeds 101 102] [--nuisance 0 0.25 0.5 1 1.5 2] [--work ~/.cache/semcc/robustness]
-[--change-share 0.002]``
+[--change-share 0.002] [--match-radiometry]``
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--samples", type=int, default=None,
                         help="captions sampled per pair for the consistent decoding (Predictor(samples=...); default: "
                         "the checkpoint's, else 0)")
+    parser.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
+                        help="match the dates' per-channel mean and standard deviation before the model "
+                        "(Predictor(match_radiometry=...); default: the checkpoint's)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0, help="SynthLEVIR generation processes (0: every core)")
@@ -140,7 +144,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     start = time.perf_counter()
     predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, batch_size=args.batch_size,
                                           decoding=None if args.decoding == "auto" else args.decoding,
-                                          change_share=args.change_share, samples=args.samples)
+                                          change_share=args.change_share, samples=args.samples,
+                                          match_radiometry=args.match_radiometry)
     if args.min_share is None:
         args.min_share = predictor.change_share
     data = run_config(predictor)
@@ -172,13 +177,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     seconds = round(time.perf_counter() - start, 1)
     title = (f"robustness to look-alike changes: {args.ckpt} on SynthLEVIR test sets, {args.pairs} pairs x "
              f"seeds {' '.join(map(str, args.seeds))} per nuisance strength, {predictor.decoding} decoding"
-             f"{f' with {predictor.samples} samples' if predictor.samples else ''} (mean ± sample std over seeds)")
+             f"{f' with {predictor.samples} samples' if predictor.samples else ''}"
+             f"{', radiometry matched' if predictor.match_radiometry else ''} (mean ± sample std over seeds)")
     notes = [f"CD target: {mask_mode} change; false change (mask): predicted mask >= {args.min_share:g} of the pixels; "
              f"{seconds} s in all (generation included)"]
     report(title, rows, columns, json_path=args.json, device=args.device, dtype="float32", notes=notes,
            extra={"args": {k: str(v) for k, v in vars(args).items()}, "per_seed": per_seed,
                   "table": markdown_table(rows, columns), "mask_mode": mask_mode, "train_nuisance": train_nuisance,
-                  "decoding": predictor.decoding, "samples": predictor.samples})
+                  "decoding": predictor.decoding, "samples": predictor.samples,
+                  "match_radiometry": predictor.match_radiometry})
     return rows
 
 

@@ -30,6 +30,7 @@ def test_robustness_table_has_one_row_per_strength(tiny_checkpoint: Path, tmp_pa
     assert [r["nuisance"] for r in rows] == ["0", "0.5 (training)"]
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["rows"]) == 2 and len(data["per_seed"]) == 2 and data["table"] in out
+    assert data["match_radiometry"] is True and "radiometry matched" in data["title"]  # the tiny fit's setting
     for item in data["per_seed"]:
         assert item["pairs"] == 4 and item["seed"] == 101
         for key in robustness.COLUMNS:
@@ -40,7 +41,9 @@ def test_robustness_table_has_one_row_per_strength(tiny_checkpoint: Path, tmp_pa
     sets = sorted(p.name for p in (tmp_path / "work").iterdir())
     assert sets == ["seed101-nuisance0-pairs4-size64", "seed101-nuisance0.5-pairs4-size64"]
     stamp = (tmp_path / "work" / sets[0] / "synthlevir.json").stat().st_mtime_ns
-    robustness.main([*argv[:-2], "--nuisance", "0", "--json", str(tmp_path / "again.json")])
+    robustness.main([*argv[:-2], "--nuisance", "0", "--no-match-radiometry", "--json", str(tmp_path / "again.json")])
     assert (tmp_path / "work" / sets[0] / "synthlevir.json").stat().st_mtime_ns == stamp
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["match_radiometry"] is False and "radiometry" not in again["title"]
     with pytest.raises(SystemExit):
         robustness.main([*argv, "--nuisance", "2.5"])

@@ -158,18 +158,22 @@ def test_bad_input_message_rules(tmp_path: Path) -> None:
 def test_evaluation_options_with_ckpt_path(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """With ``--ckpt_path`` Lightning replaces the configured task arguments by the checkpoint's hyperparameters.
     semcc puts back the run's evaluation settings: a stored one (``decoding``, ``beams``, ``change_share``) comes
-    from the checkpoint unless the command line gives it; an unstored one (``meteor``) from the run, not reset to
-    its default."""
+    from the checkpoint unless the command line gives it; an unstored one (``meteor``), or one the checkpoint's release
+    did not store yet (``match_radiometry`` before 0.12), from the run, not reset to its default."""
     import torch
 
-    from semcc.cli import SemanticCCCLI, explicit_options
+    from semcc.cli import SemanticCCCLI, explicit_options, stored_evaluation
     from semcc.data.datamodule import SemanticCCDataModule
     from semcc.tasks.module import SemanticCCTask
 
     checkpoint = torch.load(tiny_checkpoint, map_location="cpu", weights_only=False)
-    checkpoint["hyper_parameters"]["evaluation"].update(decoding="greedy", beams=3, change_share=0.004)
+    checkpoint["hyper_parameters"]["evaluation"].update(decoding="greedy", beams=3, change_share=0.004,
+                                                        match_radiometry=False)
     ckpt = tmp_path / "greedy.ckpt"
     torch.save(checkpoint, ckpt)
+    del checkpoint["hyper_parameters"]["evaluation"]["match_radiometry"]  # as a release before 0.12 stored it
+    earlier = tmp_path / "earlier.ckpt"
+    torch.save(checkpoint, earlier)
 
     seen: dict = {}
 
@@ -195,9 +199,14 @@ def test_evaluation_options_with_ckpt_path(tiny_checkpoint: Path, tmp_path: Path
     assert (stored["decoding"], stored["beams"], stored["change_share"]) == ("greedy", 3, 0.004)  # over tiny.yaml's
     assert stored["meteor"] is False  # the run's, not reset to the default
     assert stored["max_new_tokens"] == 6  # stored: the fixture's fit set 6, tiny.yaml says 24
+    assert stored["match_radiometry"] is False  # stored, over tiny.yaml's true
+    # a setting the checkpoint's release did not store yet comes from the run's configuration, not the default
+    assert parsed("--ckpt_path", str(earlier))["match_radiometry"] is True
     given = parsed(f"--ckpt_path={ckpt}", "--model.evaluation.decoding", "consistent",
                    "--model.evaluation.change_share=0.002")
     assert (given["decoding"], given["beams"], given["change_share"], given["meteor"]) == ("consistent", 3, 0.002, True)
+    assert {"decoding", "match_radiometry"} <= stored_evaluation(ckpt) and "match_radiometry" not in stored_evaluation(
+        earlier) and "meteor" not in stored_evaluation(ckpt)
     assert explicit_options(["--model.evaluation.beams", "4", "--model.evaluation_x=1", "--model.evaluation.a.b=2"],
                             "model.evaluation") == {"beams", "a"}
     assert explicit_options(["--model.evaluation={}"], "model.evaluation") == {""}

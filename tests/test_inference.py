@@ -38,9 +38,11 @@ def _normalize(rgb: np.ndarray, p: Predictor) -> torch.Tensor:
 
 
 def _direct(p: Predictor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
-    """The model called directly on a batch at its input size (one encoder pass)."""
+    """The model called directly on a batch at its input size (one encoder pass), the dates' radiometry matched as
+    the predictor does."""
     n = a.shape[0]
-    mask, captions = p.model.predict(a, b, instructions=[p.instructions[0]] * n, max_new_tokens=p.max_new_tokens)
+    with p.radiometry():
+        mask, captions = p.model.predict(a, b, instructions=[p.instructions[0]] * n, max_new_tokens=p.max_new_tokens)
     return mask, captions
 
 
@@ -69,6 +71,34 @@ def test_from_checkpoint_reads_the_run(predictor: Predictor) -> None:
         assert Predictor(task).mean == pytest.approx(LEVIR_CC_MEAN)
     finally:
         task.run_config = saved
+
+
+def test_radiometry_matching_of_the_predictor(predictor: Predictor, real_pair) -> None:
+    """``match_radiometry``: the task's ``evaluation.match_radiometry`` unless given (a bare model: its encoder's
+    own); every model call of ``predict`` runs with it, the model is left as it was, and a matched prediction is the
+    model's own on the matched pair (``semcc.models.radiometry.match_radiometry``)."""
+    from semcc.models.radiometry import match_radiometry
+
+    encoder = predictor.model.encoder
+    assert predictor.match_radiometry is True and encoder.match_radiometry is False  # tiny.yaml: evaluation only
+    plain = Predictor(predictor.task, match_radiometry=False)
+    bare = Predictor(predictor.model)
+    assert plain.match_radiometry is False and bare.match_radiometry is False
+    a, b = (to_rgb(Image.open(p)) for p in real_pair)
+    small = [np.array(Image.fromarray(x).resize((64, 64))) for x in (a, b)]
+    x, y = (_normalize(im, predictor)[None] for im in small)
+    matched, unmatched = predictor.predict(*small, logits=True), plain.predict(*small, logits=True)
+    assert encoder.match_radiometry is False  # restored after the calls
+    mask, _ = predictor.model.predict(*match_radiometry(x, y), instructions=[predictor.instructions[0]],
+                                      max_new_tokens=predictor.max_new_tokens)  # the model as it is: not matching
+    assert np.allclose(matched.logits, mask[0].numpy(), atol=1e-5)
+    assert not np.allclose(matched.logits, unmatched.logits, atol=1e-3)
+    encoder.match_radiometry = True
+    try:
+        assert Predictor(predictor.model).match_radiometry is True  # a bare model: as its encoder does
+        assert np.allclose(bare.predict(*small, logits=True).logits, unmatched.logits)  # bare's own setting: off
+    finally:
+        encoder.match_radiometry = False
 
 
 def test_real_pair_caption_is_resized_and_mask_is_full_size(predictor: Predictor, real_pair) -> None:
@@ -129,11 +159,13 @@ def test_stitch_at_model_size_equals_direct_call(predictor: Predictor) -> None:
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(3, 3, 64, 64, generator=gen), torch.randn(3, 3, 64, 64, generator=gen)
     direct_logits, direct_captions = _direct(predictor, a, b)
-    for weight in ("cosine", "flat"):
-        stitched = sliding_window_logits(predictor.model, list(zip(a, b, strict=True)), batch_size=2, weight=weight)
-        assert torch.allclose(torch.stack(stitched), direct_logits, atol=1e-6)
-    # smaller than the window: padded with zeros (the mean colour), logits cropped back
-    small = sliding_window_logits(predictor.model, [(a[0, :, :40, :50], b[0, :, :40, :50])])[0]
+    with predictor.radiometry():  # as the predictor calls it (tiny's run matches the dates' radiometry)
+        for weight in ("cosine", "flat"):
+            stitched = sliding_window_logits(predictor.model, list(zip(a, b, strict=True)), batch_size=2,
+                                             weight=weight)
+            assert torch.allclose(torch.stack(stitched), direct_logits, atol=1e-6)
+        # smaller than the window: padded with zeros (the mean colour), logits cropped back
+        small = sliding_window_logits(predictor.model, [(a[0, :, :40, :50], b[0, :, :40, :50])])[0]
     padded = _direct(predictor, F.pad(a[:1, :, :40, :50], (0, 14, 0, 24)), F.pad(b[:1, :, :40, :50], (0, 14, 0, 24)))
     assert small.shape == (1, 40, 50) and torch.allclose(small, padded[0][0, :, :40, :50], atol=1e-6)
     # the Predictor on uint8 pairs of exactly the model size: the same as the model on the normalised pair (greedy:
@@ -238,7 +270,12 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     mask = np.array(Image.open(mask_path))
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     assert Image.open(overlay_path).width == 3 * 256 + 16
-    assert report["samples"] == 0  # tiny.yaml's
+    assert report["samples"] == 0 and report["match_radiometry"] is True  # tiny.yaml's
+    plain = tmp_path / "plain"
+    assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(plain),
+                 "--no-match-radiometry"]) == 0
+    capsys.readouterr()
+    assert json.loads((plain / "train_000016.json").read_text())["match_radiometry"] is False
     sampled = tmp_path / "sampled"
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(sampled),
                  "--samples", "4", "--temperature", "1.0"]) == 0

@@ -378,3 +378,52 @@ def test_normalized_similarity_does_not_grow_with_the_features() -> None:
                                atol=1e-4)  # up to layer_norm's eps
     assert normalized.similarity(10 * x1, 10 * x2).abs().max() < 5
     assert not torch.allclose(normalized.similarity(x1, x2), raw.similarity(x1, x2))
+
+
+def test_match_radiometry_removes_a_global_gain_and_offset_but_not_a_change() -> None:
+    """Relative radiometric normalisation: a date that is the other under a per-channel gain and offset (illumination,
+    haze, a sensor shift) is matched to it exactly, a local change survives, the dtype is kept and a flat band stays
+    finite; with ``match_radiometry`` the encoder sees no difference between such dates, without it it does."""
+    from semcc.models.radiometry import match_radiometry
+
+    a, _ = images(2)
+    gain, offset = torch.tensor([1.6, 0.7, 1.2]).view(1, 3, 1, 1), torch.tensor([0.5, -0.3, 0.1]).view(1, 3, 1, 1)
+    b = a * gain + offset
+    ma, mb = match_radiometry(a, b)
+    assert torch.allclose(ma, mb, atol=1e-5) and not torch.allclose(a, b, atol=0.1)
+    both = torch.stack([ma, mb]).flatten(-2)
+    assert torch.allclose(both.mean(-1), ((a.flatten(-2).mean(-1) + b.flatten(-2).mean(-1)) / 2).expand_as(
+        both.mean(-1)), atol=1e-5)  # the pair's average mean per channel
+    changed = b.clone()
+    changed[..., 10:20, 10:20] += 3.0  # a bright new roof in the second date
+    ma, mb = match_radiometry(a, changed)
+    diff = (ma - mb).abs().sum(1)
+    assert diff[..., 10:20, 10:20].mean() > 10 * diff[..., 30:, 30:].mean()
+    flat = torch.zeros(1, 3, 8, 8)
+    fa, fb = match_radiometry(flat, flat + 1)
+    assert torch.isfinite(fa).all() and torch.isfinite(fb).all()
+    ha, hb = match_radiometry(a.bfloat16(), b.bfloat16())
+    assert ha.dtype == hb.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="differ"):
+        match_radiometry(a, b[:1])
+
+    from semcc.models.encoder import BiTemporalSAMEncoder
+
+    vit = {"patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2, "window_size": 2,
+           "global_attn_indexes": [1], "out_chans": 32}
+    torch.manual_seed(0)
+    plain = BiTemporalSAMEncoder(img_size=IMG, vit=vit, lora={"r": 0}).eval()
+    matched = BiTemporalSAMEncoder(img_size=IMG, vit=vit, lora={"r": 0}, match_radiometry=True).eval()
+    matched.load_state_dict(plain.state_dict())  # the option adds no weights
+    with torch.no_grad():
+        f, g = matched(a, changed), plain(*match_radiometry(a, changed))
+        assert all(torch.equal(x, y) for x, y in zip(f.__dict__.values(), g.__dict__.values(), strict=True))
+        assert not torch.allclose(plain(a, changed).cd_2, f.cd_2, atol=1e-2)
+        # without the BCSF (which gives the dates different roles) the two dates' features are the same
+        symmetric = BiTemporalSAMEncoder(img_size=IMG, vit=vit, lora={"r": 0}, bcsf_blocks="none",
+                                         match_radiometry=True).eval()
+        f = symmetric(a, b)
+        assert torch.allclose(f.cd_1, f.cd_2, atol=1e-4) and torch.allclose(f.cc_1, f.cc_2, atol=1e-4)
+        symmetric.match_radiometry = False
+        g = symmetric(a, b)
+        assert not torch.allclose(g.cd_1, g.cd_2, atol=1e-2)

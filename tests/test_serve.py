@@ -144,6 +144,7 @@ def test_api_page_and_info(client, checkpoint: Path) -> None:
     assert info["checkpoint"] == str(checkpoint) and info["input_size"] == 64
     # tiny's mask marks building change (the labels it was trained on)
     assert info["max_upload_bytes"] == 50 * 2**20 and info["mask_classes"] == {"1": "building"}
+    assert info["match_radiometry"] is True  # tiny's run matches the dates' radiometry
 
 
 @pytest.mark.parametrize(

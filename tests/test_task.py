@@ -251,6 +251,32 @@ def test_predict_writes_captions_and_masks(synth_root: Path, synth_config, tmp_p
         assert set(mask.getdata()) <= {0, 255}
 
 
+def test_evaluation_matches_the_radiometry_and_training_does_not(synth_root: Path, synth_config,
+                                                                 tmp_path: Path) -> None:
+    """``evaluation.match_radiometry``: the pairs the encoder reads in validation have the two dates' per-channel
+    means matched (:func:`semcc.models.radiometry.match_radiometry`), those of a training step do not, and the
+    encoder's own option is left off after either."""
+    dm = _data(synth_root, synth_config, tmp_path)
+    task = _task(dm, evaluation={"match_radiometry": True})
+    seen: list[tuple[bool, float]] = []
+
+    def record(module, args) -> None:  # the encoder feeds both dates to the patch embedding as one batch
+        x = args[0]
+        half = x.shape[0] // 2
+        gap = (x[:half].mean((-2, -1)) - x[half:].mean((-2, -1))).abs().max().item()
+        seen.append((torch.is_grad_enabled(), gap))
+
+    task.model.encoder.vit.patch_embed.register_forward_pre_hook(record)
+    _trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(task, datamodule=dm)
+    training = [gap for grad, gap in seen if grad]
+    assert training and min(training) > 1e-3  # phase i's crops as they are (SynthLEVIR's nuisance, augmentations)
+    assert task.model.encoder.match_radiometry is False
+    seen.clear()
+    _trainer(tmp_path, limit_val_batches=2).validate(task, datamodule=dm)
+    assert seen and all(not grad and gap < 1e-4 for grad, gap in seen)
+    assert task.model.encoder.match_radiometry is False
+
+
 def test_cached_frozen_features_match_the_encoder(synth_root: Path, synth_config, tmp_path: Path) -> None:
     dm = _data(synth_root, synth_config, tmp_path)
     dm.setup("fit")

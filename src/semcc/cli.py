@@ -117,6 +117,17 @@ def check_ckpt_path(ckpt_path: Any) -> None:
         raise CommandError(f"{text}: not a PyTorch checkpoint (not the zip archive torch.save writes) (--ckpt_path)")
 
 
+def stored_evaluation(ckpt_path: Any) -> set[str]:
+    """The evaluation settings a checkpoint stores: its ``hyper_parameters["evaluation"]`` keys that are
+    :data:`EvalConfig.STORED <semcc.tasks.evaluator.EvalConfig>` (a checkpoint of an earlier release lacks the settings
+    added since; the run's configuration gives those). Read through a memory map, so the weights are not loaded."""
+    import torch
+
+    ckpt = torch.load(Path(str(ckpt_path)).expanduser(), weights_only=True, map_location="cpu", mmap=True)
+    evaluation = ckpt.get("hyper_parameters", {}).get("evaluation") or {}
+    return {name for name in evaluation if name in EvalConfig.STORED}
+
+
 def explicit_options(args: Sequence[str], group: str) -> set[str]:
     """The keys of ``group`` that a command line sets (``--group.key value`` or ``--group.key=value``); ``""`` when
     it sets the whole group (``--group '{...}'``)."""
@@ -206,8 +217,9 @@ class SemanticCCCLI(LightningCLI):
         if asked is None or merged is None or merged is asked:  # no subcommand, no evaluation, or nothing merged
             return
         given = explicit_options(self._command_line, "model.evaluation")
+        stored = stored_evaluation(self.config[self.config.get("subcommand")].get("ckpt_path"))
         for name in vars(asked):
-            if "" in given or name in given or name not in EvalConfig.STORED:
+            if "" in given or name in given or name not in stored:
                 merged[name] = asked[name]
 
     def instantiate_classes(self) -> None:

@@ -30,6 +30,7 @@ when :meth:`Predictor.from_checkpoint` is called.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +52,7 @@ from semcc.metrics.consistency import (
 )
 from semcc.metrics.truth import MASK_CHANGE_SHARE, check_change_share, summarize_mask
 from semcc.models.cd_head import class_mask
+from semcc.models.radiometry import matching
 from semcc.models.semantic_cc import SemanticCC
 from semcc.windows import cd_window_logits, sliding_window_logits, window_starts, window_weight
 
@@ -174,6 +176,10 @@ class Predictor:
         binary_mask_class: what a binary model's mask marks, for the consistency report and decoding:
             ``"building"`` or ``"change"`` (any change). Default: the task's (stored by ``semcc fit``; tiny's is
             ``"building"``), else ``"change"``.
+        match_radiometry: match the two dates' per-channel mean and standard deviation before the encoder (beyond the
+            paper: relative radiometric normalisation against illumination, haze and sensor shifts;
+            :func:`semcc.models.radiometry.match_radiometry`). Default: the task's ``evaluation.match_radiometry``,
+            else as the model was trained (its encoder's ``match_radiometry``). The model itself is left as it is.
     """
 
     def __init__(
@@ -198,6 +204,7 @@ class Predictor:
         no_change_candidate: bool | None = None,
         change_share: float | None = None,
         binary_mask_class: str | None = None,
+        match_radiometry: bool | None = None,
     ) -> None:
         model = getattr(task_or_model, "model", task_or_model)
         if not isinstance(model, SemanticCC):
@@ -246,6 +253,10 @@ class Predictor:
         self.change_share = check_change_share(change_share)
         stored = self.task.hparams.get("binary_mask_class") if self.task is not None else None
         self.binary_mask_class: str = binary_mask_name(binary_mask_class or stored)
+        if match_radiometry is None:
+            match_radiometry = _task_setting(task_or_model, "match_radiometry")
+        self.match_radiometry: bool = bool(model.encoder.match_radiometry if match_radiometry is None
+                                           else match_radiometry)
         no_change = getattr(task_or_model, "no_change_candidates", None)
         self.no_change_candidates: list[str] = no_change(no_change_candidate) if callable(no_change) else []
 
@@ -273,6 +284,11 @@ class Predictor:
         mask_class_names`): ``{1: binary_mask_class}`` for a binary model, ``{1: "road", 2: "building"}`` for
         LEVIR-MCI."""
         return mask_class_names(self.num_classes, self.binary_mask_class)
+
+    def radiometry(self) -> AbstractContextManager[None]:
+        """A block in which the model matches the dates' radiometry as this predictor does (``match_radiometry``);
+        every model call of :meth:`predict` runs in one, and so must a caller's own calls of ``self.model``."""
+        return matching(self.model.encoder, self.match_radiometry)
 
     def _resized(self, x: torch.Tensor) -> torch.Tensor:
         s = self.input_size
@@ -400,7 +416,8 @@ class Predictor:
                 a, b = self._load_pair(befores[i], afters[i], i)
                 pairs.append((self._normalize(a), self._normalize(b)))
                 sizes.append((int(a.shape[0]), int(a.shape[1])))
-            outputs = self._predict_batch(pairs, probability, logits)
+            with self.radiometry():
+                outputs = self._predict_batch(pairs, probability, logits)
             for i, size, (caption, logit, candidates, samples) in zip(indices, sizes, outputs, strict=True):
                 name = names[i] if names is not None else image_name(befores[i], i)
                 results.append(self._result(name, size, caption, logit, probability, logits, candidates, samples))

@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--change-share", type=float, default=None,
                    help="the share of the mask's pixels from which it says 'changed', for --decoding consistent "
                    "and the consistency report, in (0, 1] (default: the run's, else 0.005)")
+    p.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
+                   help="match the two dates' per-channel mean and standard deviation before the model (against "
+                   "illumination, haze, season and sensor shifts; default: the run's "
+                   "model.evaluation.match_radiometry, else as the model was trained)")
     geo = p.add_argument_group("GeoTIFF scenes (.tif/.tiff pairs, any size; needs pip install 'semcc[geo]')")
     geo.add_argument("--bands", default=None,
                      help="1-based bands read as red,green,blue, e.g. 3,2,1 (default: the RGB colour "
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
+        match_radiometry=args.match_radiometry,
     )
     name = args.before.stem
     result = predictor.predict(before, after, names=[name])
@@ -107,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         for kind, note in zip(result.consistency.kinds, result.consistency.disagreements, strict=True):
             print(f"disagreement ({kind}): {note}")
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
-              "decoding": predictor.decoding, "samples": predictor.samples, "change_share": predictor.change_share}
+              "decoding": predictor.decoding, "samples": predictor.samples, "change_share": predictor.change_share,
+              "match_radiometry": predictor.match_radiometry}
     json_path = args.out / f"{name}.json"
     tmp = json_path.with_name(f".{json_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -134,6 +140,7 @@ def _run_scene(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
+        match_radiometry=args.match_radiometry,
     )
     result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,
                            max_region_captions=max_captions)

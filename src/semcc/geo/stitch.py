@@ -121,7 +121,8 @@ def _write_mask(
                 chunk = cols[start : start + batch_size]
                 image_a = torch.stack([_window(predictor, rgb_a, x, s) for x in chunk]).to(device)
                 image_b = torch.stack([_window(predictor, rgb_b, x, s) for x in chunk]).to(device)
-                logits = cd_window_logits(predictor.model, image_a, image_b)
+                with predictor.radiometry():
+                    logits = cd_window_logits(predictor.model, image_a, image_b)
                 for x, logit in zip(chunk, logits, strict=True):
                     acc[:, :, x : x + s] += logit * w
                     total[:, x : x + s] += w

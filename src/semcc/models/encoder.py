@@ -41,6 +41,7 @@ from semcc.models._sam import ImageEncoderViT, SAMAttention, get_rel_pos
 from semcc.models.bcsf import BCSF
 from semcc.models.checkpoints import CheckpointError, assign_tensors, format_keys, is_meta, load_state_file
 from semcc.models.configs import SAM_LORA, SAM_VIT_L, LoRAConfig, SAMViTConfig, as_config
+from semcc.models.radiometry import match_radiometry
 
 __all__ = [
     "ATTN_IMPLS",
@@ -127,6 +128,9 @@ class BiTemporalSAMEncoder(nn.Module):
         train_vit: make every SAM weight trainable (neck included), LoRA or not. For random-init presets
             (tiny): a frozen random ViT carries little to adapt. Paper: ``False``.
         attn_impl: ``"auto"`` (SDPA on CUDA, SAM's code elsewhere), ``"sdpa"`` or ``"eager"``; same results.
+        match_radiometry: beyond the paper: match the two dates' per-channel mean and standard deviation before the
+            ViT, in training and inference (:func:`semcc.models.radiometry.match_radiometry`; relative radiometric
+            normalisation against illumination, haze and sensor shifts). Paper: ``False``.
 
     ``vit`` and ``lora`` take their config or a mapping of its fields, merged onto the default.
     """
@@ -142,6 +146,7 @@ class BiTemporalSAMEncoder(nn.Module):
         train_sam_neck: bool = False,
         train_vit: bool = False,
         attn_impl: str = "auto",
+        match_radiometry: bool = False,
     ) -> None:
         super().__init__()
         vit = as_config(SAMViTConfig, vit, SAM_VIT_L)
@@ -175,6 +180,7 @@ class BiTemporalSAMEncoder(nn.Module):
         if attn_impl not in ATTN_IMPLS:
             raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
         self.attn_impl = attn_impl
+        self.match_radiometry = bool(match_radiometry)
         if attn_impl != "eager":
             for block in self.vit.blocks:
                 block.attn.__class__ = SDPAAttention  # same parameters, forward through SDPA
@@ -215,6 +221,8 @@ class BiTemporalSAMEncoder(nn.Module):
             raise ValueError(
                 f"the encoder was built for {self.img_size} px inputs, got {tuple(image_a.shape[-2:])}"
             )
+        if self.match_radiometry:
+            image_a, image_b = match_radiometry(image_a, image_b)
         b = image_a.shape[0]
         x = self.vit.patch_embed(torch.cat([image_a, image_b], dim=0))  # [2B, h, w, c]
         if self.vit.pos_embed is not None:

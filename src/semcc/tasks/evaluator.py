@@ -77,6 +77,12 @@ class EvalConfig:
             :data:`semcc.metrics.truth.MASK_CHANGE_SHARE` (0.005). Lower catches changes the CD head marks only in
             part (a house under-segmented) and costs false changes where look-alike changes leave specks
             (``benchmarks/README.md``, "The mask's change threshold").
+        match_radiometry: beyond the paper: match the two dates' per-channel mean and standard deviation before the
+            encoder in validation, test and prediction (:func:`semcc.models.radiometry.match_radiometry`, relative
+            radiometric normalisation), whatever the encoder's own ``match_radiometry`` did in training; ``None``
+            (default): as in training. On tiny the masks then hold up under look-alike changes far stronger than
+            training's at a small cost in CD F1 on the training strength (``benchmarks/README.md``, "Radiometric
+            matching").
         reference_nll: also score the references by the model: the teacher-forced negative log-likelihood per
             caption token of each reference (L_cc of Eq. 9 on held-out captions; a no-change pair on the
             task's ``no_change_caption`` when set, as in training), averaged over a pair's references and over
@@ -100,6 +106,7 @@ class EvalConfig:
     sample_seed: int = 0
     no_change_candidate: bool = True
     change_share: float = MASK_CHANGE_SHARE
+    match_radiometry: bool | None = None
     reference_nll: bool = True
 
     def __post_init__(self) -> None:
@@ -116,7 +123,7 @@ class EvalConfig:
     #: What a checkpoint keeps of the evaluation settings (the others are options of each run, so that, say,
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
     STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "length_penalty", "samples",
-              "temperature", "sample_seed", "no_change_candidate", "change_share")
+              "temperature", "sample_seed", "no_change_candidate", "change_share", "match_radiometry")
 
 
 class Evaluator(nn.Module):

@@ -32,6 +32,7 @@ from semcc.metrics.report import write_report
 from semcc.metrics.truth import summarize_mask
 from semcc.models.cd_head import class_mask
 from semcc.models.encoder import BiTemporalFeatures
+from semcc.models.radiometry import matching
 from semcc.models.semantic_cc import SemanticCC
 from semcc.strategies import PHASES, STRATEGIES, required_heads
 from semcc.tasks.checkpointing import Checkpointing, SchedulePosition
@@ -321,6 +322,10 @@ class SemanticCCTask(L.LightningModule):
         return total / counts, torch.tensor(changed, device=total.device)
 
     def _eval_step(self, batch: dict, stage: str) -> None:
+        with matching(self.model.encoder, self.evaluation.match_radiometry):
+            self._eval_batch(batch, stage)
+
+    def _eval_batch(self, batch: dict, stage: str) -> None:
         captions = None
         if any(batch["captions"]):
             encoded = self.model.encode(batch["image_a"], batch["image_b"])  # one pass for all that follows
@@ -363,7 +368,8 @@ class SemanticCCTask(L.LightningModule):
             self.report_paths = write_report(out, results, captions)  # the CLI prints where they went
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        mask_logits, captions = self.predict_pairs(batch)
+        with matching(self.model.encoder, self.evaluation.match_radiometry):
+            mask_logits, captions = self.predict_pairs(batch)
         masks = class_mask(mask_logits) if mask_logits is not None else None
         return {"name": batch["name"], "caption": captions, "mask": masks}
 
