@@ -285,7 +285,8 @@ def test_browser_upload_shows_caption_mask_report_and_errors(chromium: str, serv
     with HeadlessChromium(chromium, tmp_path / "profile") as browser:
         browser.navigate(server_url)
         browser.wait_for("document.body.dataset.ready")
-        assert "input 64 px" in browser.evaluate("document.getElementById('info').innerText")
+        assert "input 64 px, the dates' radiometry matched;" in browser.evaluate(
+            "document.getElementById('info').innerText")
         browser.allow_downloads(downloads)
 
         # a good upload: the caption, the mask over the after image, the report, the mask download
