@@ -33,13 +33,10 @@ def match_radiometry(image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torc
     mean and standard deviation (computed over ``H, W`` in float32; the result has the inputs' dtype)."""
     if image_a.shape != image_b.shape:
         raise ValueError(f"image_a {tuple(image_a.shape)} and image_b {tuple(image_b.shape)} differ")
-    a, b = image_a.float(), image_b.float()
-    mean_a, mean_b = a.mean((-2, -1), keepdim=True), b.mean((-2, -1), keepdim=True)
-    std_a = a.std((-2, -1), keepdim=True).clamp_min(MIN_STD)
-    std_b = b.std((-2, -1), keepdim=True).clamp_min(MIN_STD)
-    mean, std = (mean_a + mean_b) / 2, (std_a + std_b) / 2
-    matched_a = (a - mean_a) / std_a * std + mean
-    matched_b = (b - mean_b) / std_b * std + mean
+    dates = [x.float() for x in (image_a, image_b)]
+    stats = [(x.mean((-2, -1), keepdim=True), x.std((-2, -1), keepdim=True).clamp_min(MIN_STD)) for x in dates]
+    mean, std = (stats[0][0] + stats[1][0]) / 2, (stats[0][1] + stats[1][1]) / 2
+    matched_a, matched_b = ((x - m) / s * std + mean for x, (m, s) in zip(dates, stats, strict=True))
     return matched_a.to(image_a.dtype), matched_b.to(image_b.dtype)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,11 @@ class SemanticCCTask(L.LightningModule):
         return losses["loss"]
 
     # -------------------------------------------------------------------------------------- evaluation
+    def radiometry(self) -> AbstractContextManager[None]:
+        """A block in which the encoder matches the dates' radiometry as ``evaluation.match_radiometry`` says
+        (``None``: as in training); validation, test and prediction steps run in one, training steps do not."""
+        return matching(self.model.encoder, self.evaluation.match_radiometry)
+
     def predict_pairs(self, batch: dict, encoded: BiTemporalFeatures | None = None,
                       ) -> tuple[torch.Tensor | None, list[str] | None]:
         """Mask logits and greedy captions of ``batch`` from one encoder pass (the ensemble when configured); with
@@ -322,7 +328,7 @@ class SemanticCCTask(L.LightningModule):
         return total / counts, torch.tensor(changed, device=total.device)
 
     def _eval_step(self, batch: dict, stage: str) -> None:
-        with matching(self.model.encoder, self.evaluation.match_radiometry):
+        with self.radiometry():
             self._eval_batch(batch, stage)
 
     def _eval_batch(self, batch: dict, stage: str) -> None:
@@ -368,7 +374,7 @@ class SemanticCCTask(L.LightningModule):
             self.report_paths = write_report(out, results, captions)  # the CLI prints where they went
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        with matching(self.model.encoder, self.evaluation.match_radiometry):
+        with self.radiometry():
             mask_logits, captions = self.predict_pairs(batch)
         masks = class_mask(mask_logits) if mask_logits is not None else None
         return {"name": batch["name"], "caption": captions, "mask": masks}
