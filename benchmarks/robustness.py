@@ -25,7 +25,9 @@ a SynthLEVIR test split of ``--pairs`` pairs under ``--work`` (once; reused afte
 
 Captions are decoded as the checkpoint's run says (``model.evaluation.decoding`` and ``samples``; ``--decoding`` and
 ``--samples`` to choose), and the two dates' radiometry is matched before the model as the run says
-(``model.evaluation.match_radiometry``; ``--match-radiometry`` / ``--no-match-radiometry`` to choose).
+(``model.evaluation.match_radiometry``; ``--match-radiometry`` / ``--no-match-radiometry`` to choose), on the share
+of pseudo-invariant pixels the encoder says (``encoder.invariant_share``, 0.8 unless set; ``--invariant-share``, e.g.
+``1`` for 0.12.0's one pass on all pixels).
 One row per strength: the mean over the seeds, ``± std`` (sample standard deviation) when there are several; the
 training strength is marked (read from the checkpoint's run configuration, ``data.synth.nuisance``, or
 ``--train-nuisance``). Prints the table and writes it, with every per-seed value, as JSON (``--json``).
@@ -129,6 +131,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
                         help="match the dates' per-channel mean and standard deviation before the model "
                         "(Predictor(match_radiometry=...); default: the checkpoint's)")
+    parser.add_argument("--invariant-share", type=float, default=None,
+                        help="the share of each pair's pixels whose statistics the matching uses (the encoder's "
+                        "invariant_share; 1: all pixels, one pass; default: the checkpoint's, else 0.8)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0, help="SynthLEVIR generation processes (0: every core)")
@@ -140,6 +145,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"--nuisance strengths must be in [0, 2], got {bad}")
     if not args.ckpt.is_file():
         parser.error(f"{args.ckpt}: no such checkpoint file (--ckpt)")
+    if args.invariant_share is not None and not 0 < args.invariant_share <= 1:
+        parser.error(f"--invariant-share must be in (0, 1], got {args.invariant_share}")
 
     start = time.perf_counter()
     predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, batch_size=args.batch_size,
@@ -148,6 +155,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                           match_radiometry=args.match_radiometry)
     if args.min_share is None:
         args.min_share = predictor.change_share
+    if args.invariant_share is not None:
+        predictor.model.encoder.invariant_share = args.invariant_share
+    invariant_share = predictor.model.encoder.invariant_share
     data = run_config(predictor)
     synth = data.get("synth") if isinstance(data.get("synth"), dict) else {}
     train_nuisance = args.train_nuisance if args.train_nuisance is not None else synth.get("nuisance")
@@ -178,14 +188,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     title = (f"robustness to look-alike changes: {args.ckpt} on SynthLEVIR test sets, {args.pairs} pairs x "
              f"seeds {' '.join(map(str, args.seeds))} per nuisance strength, {predictor.decoding} decoding"
              f"{f' with {predictor.samples} samples' if predictor.samples else ''}"
-             f"{', radiometry matched' if predictor.match_radiometry else ''} (mean ± sample std over seeds)")
+             f"{f', radiometry matched on {invariant_share:g} of the pixels' if predictor.match_radiometry else ''}"
+             " (mean ± sample std over seeds)")
     notes = [f"CD target: {mask_mode} change; false change (mask): predicted mask >= {args.min_share:g} of the pixels; "
              f"{seconds} s in all (generation included)"]
     report(title, rows, columns, json_path=args.json, device=args.device, dtype="float32", notes=notes,
            extra={"args": {k: str(v) for k, v in vars(args).items()}, "per_seed": per_seed,
                   "table": markdown_table(rows, columns), "mask_mode": mask_mode, "train_nuisance": train_nuisance,
                   "decoding": predictor.decoding, "samples": predictor.samples,
-                  "match_radiometry": predictor.match_radiometry})
+                  "match_radiometry": predictor.match_radiometry, "invariant_share": invariant_share})
     return rows
 
 

@@ -31,6 +31,7 @@ def test_robustness_table_has_one_row_per_strength(tiny_checkpoint: Path, tmp_pa
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["rows"]) == 2 and len(data["per_seed"]) == 2 and data["table"] in out
     assert data["match_radiometry"] is True and "radiometry matched" in data["title"]  # the tiny fit's setting
+    assert data["invariant_share"] == 0.8 and "on 0.8 of the pixels" in data["title"]  # the encoder's default
     for item in data["per_seed"]:
         assert item["pairs"] == 4 and item["seed"] == 101
         for key in robustness.COLUMNS:
@@ -47,3 +48,5 @@ def test_robustness_table_has_one_row_per_strength(tiny_checkpoint: Path, tmp_pa
     assert again["match_radiometry"] is False and "radiometry" not in again["title"]
     with pytest.raises(SystemExit):
         robustness.main([*argv, "--nuisance", "2.5"])
+    with pytest.raises(SystemExit):
+        robustness.main([*argv, "--invariant-share", "0"])

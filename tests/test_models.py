@@ -382,15 +382,18 @@ def test_normalized_similarity_does_not_grow_with_the_features() -> None:
 
 def test_match_radiometry_removes_a_global_gain_and_offset_but_not_a_change() -> None:
     """Relative radiometric normalisation: a date that is the other under a per-channel gain and offset (illumination,
-    haze, a sensor shift) is matched to it exactly, a local change survives, the dtype is kept and a flat band stays
-    finite; with ``match_radiometry`` the encoder sees no difference between such dates, without it it does."""
+    haze, a sensor shift) is matched to it exactly, a local change survives, a large change does not shift the
+    background's matching (the pseudo-invariant pass), the dtype is kept and a flat band stays finite; with
+    ``match_radiometry`` the encoder sees no difference between such dates, without it it does."""
     from semcc.models.radiometry import match_radiometry
 
     a, _ = images(2)
     gain, offset = torch.tensor([1.6, 0.7, 1.2]).view(1, 3, 1, 1), torch.tensor([0.5, -0.3, 0.1]).view(1, 3, 1, 1)
     b = a * gain + offset
-    ma, mb = match_radiometry(a, b)
-    assert torch.allclose(ma, mb, atol=1e-5) and not torch.allclose(a, b, atol=0.1)
+    for share in (1.0, 0.8):  # one pass on all pixels; two, on the pseudo-invariant ones (the default)
+        ma, mb = match_radiometry(a, b, invariant_share=share)
+        assert torch.allclose(ma, mb, atol=1e-5) and not torch.allclose(a, b, atol=0.1)
+    ma, mb = match_radiometry(a, b, invariant_share=1.0)
     both = torch.stack([ma, mb]).flatten(-2)
     assert torch.allclose(both.mean(-1), ((a.flatten(-2).mean(-1) + b.flatten(-2).mean(-1)) / 2).expand_as(
         both.mean(-1)), atol=1e-5)  # the pair's average mean per channel
@@ -399,6 +402,15 @@ def test_match_radiometry_removes_a_global_gain_and_offset_but_not_a_change() ->
     ma, mb = match_radiometry(a, changed)
     diff = (ma - mb).abs().sum(1)
     assert diff[..., 10:20, 10:20].mean() > 10 * diff[..., 30:, 30:].mean()
+    # a change over 15% of the pixels shifts one pass's statistics, so the background no longer matches; the second
+    # pass measures them on the 80% of pixels that agree best, which leaves the change out: the background matches
+    changed = b.clone()
+    changed[..., :, :10] += 3.0
+    background = {share: (lambda m: (m[0] - m[1])[..., 30:].abs().mean())(match_radiometry(a, changed, share))
+                  for share in (1.0, 0.8)}
+    assert background[1.0] > 0.1 and background[0.8] < 1e-4
+    with pytest.raises(ValueError, match="invariant_share"):
+        match_radiometry(a, b, invariant_share=0)
     flat = torch.zeros(1, 3, 8, 8)
     fa, fb = match_radiometry(flat, flat + 1)
     assert torch.isfinite(fa).all() and torch.isfinite(fb).all()
@@ -418,6 +430,13 @@ def test_match_radiometry_removes_a_global_gain_and_offset_but_not_a_change() ->
     with torch.no_grad():
         f, g = matched(a, changed), plain(*match_radiometry(a, changed))
         assert all(torch.equal(x, y) for x, y in zip(f.__dict__.values(), g.__dict__.values(), strict=True))
+        assert matched.invariant_share == 0.8
+        matched.invariant_share = 1.0  # one pass on all pixels (0.12.0's): another input, other features
+        one_pass = matched(a, changed)
+        assert torch.equal(one_pass.cd_2, plain(*match_radiometry(a, changed, invariant_share=1.0)).cd_2)
+        assert not torch.allclose(one_pass.cd_2, f.cd_2, atol=1e-4)
+        with pytest.raises(ValueError, match="invariant_share"):
+            BiTemporalSAMEncoder(img_size=IMG, vit=vit, lora={"r": 0}, invariant_share=1.5)
         assert not torch.allclose(plain(a, changed).cd_2, f.cd_2, atol=1e-2)
         # without the BCSF (which gives the dates different roles) the two dates' features are the same
         symmetric = BiTemporalSAMEncoder(img_size=IMG, vit=vit, lora={"r": 0}, bcsf_blocks="none",

@@ -41,7 +41,7 @@ from semcc.models._sam import ImageEncoderViT, SAMAttention, get_rel_pos
 from semcc.models.bcsf import BCSF
 from semcc.models.checkpoints import CheckpointError, assign_tensors, format_keys, is_meta, load_state_file
 from semcc.models.configs import SAM_LORA, SAM_VIT_L, LoRAConfig, SAMViTConfig, as_config
-from semcc.models.radiometry import match_radiometry
+from semcc.models.radiometry import INVARIANT_SHARE, match_radiometry
 
 __all__ = [
     "ATTN_IMPLS",
@@ -131,6 +131,9 @@ class BiTemporalSAMEncoder(nn.Module):
         match_radiometry: beyond the paper: match the two dates' per-channel mean and standard deviation before the
             ViT, in training and inference (:func:`semcc.models.radiometry.match_radiometry`; relative radiometric
             normalisation against illumination, haze and sensor shifts). Paper: ``False``.
+        invariant_share: the share of each pair's pixels whose statistics the matching uses, those on which the
+            standardised dates differ least (pseudo-invariant pixels; ``1``: all pixels, 0.12.0's one pass). Not a
+            weight: a run's configuration (or ``encoder.invariant_share``) may change it for any checkpoint.
 
     ``vit`` and ``lora`` take their config or a mapping of its fields, merged onto the default.
     """
@@ -147,6 +150,7 @@ class BiTemporalSAMEncoder(nn.Module):
         train_vit: bool = False,
         attn_impl: str = "auto",
         match_radiometry: bool = False,
+        invariant_share: float = INVARIANT_SHARE,
     ) -> None:
         super().__init__()
         vit = as_config(SAMViTConfig, vit, SAM_VIT_L)
@@ -181,6 +185,9 @@ class BiTemporalSAMEncoder(nn.Module):
             raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
         self.attn_impl = attn_impl
         self.match_radiometry = bool(match_radiometry)
+        if not 0 < invariant_share <= 1:
+            raise ValueError(f"invariant_share must be in (0, 1], got {invariant_share}")
+        self.invariant_share = float(invariant_share)
         if attn_impl != "eager":
             for block in self.vit.blocks:
                 block.attn.__class__ = SDPAAttention  # same parameters, forward through SDPA
@@ -222,7 +229,7 @@ class BiTemporalSAMEncoder(nn.Module):
                 f"the encoder was built for {self.img_size} px inputs, got {tuple(image_a.shape[-2:])}"
             )
         if self.match_radiometry:
-            image_a, image_b = match_radiometry(image_a, image_b)
+            image_a, image_b = match_radiometry(image_a, image_b, self.invariant_share)
         b = image_a.shape[0]
         x = self.vit.patch_embed(torch.cat([image_a, image_b], dim=0))  # [2B, h, w, c]
         if self.vit.pos_embed is not None:
