@@ -51,6 +51,7 @@ import yaml
 from _common import add_json_argument, markdown_table, report, score_predictor
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir
 from semcc.inference import Predictor
+from semcc.models.radiometry import check_share
 
 #: Scores of a row, in table order: key -> column title.
 COLUMNS: dict[str, str] = {
@@ -145,8 +146,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"--nuisance strengths must be in [0, 2], got {bad}")
     if not args.ckpt.is_file():
         parser.error(f"{args.ckpt}: no such checkpoint file (--ckpt)")
-    if args.invariant_share is not None and not 0 < args.invariant_share <= 1:
-        parser.error(f"--invariant-share must be in (0, 1], got {args.invariant_share}")
+    if args.invariant_share is not None:
+        try:
+            check_share(args.invariant_share)
+        except ValueError as err:
+            parser.error(f"--invariant-share: {err}")
 
     start = time.perf_counter()
     predictor = Predictor.from_checkpoint(args.ckpt, device=args.device, batch_size=args.batch_size,

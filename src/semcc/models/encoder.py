@@ -41,7 +41,7 @@ from semcc.models._sam import ImageEncoderViT, SAMAttention, get_rel_pos
 from semcc.models.bcsf import BCSF
 from semcc.models.checkpoints import CheckpointError, assign_tensors, format_keys, is_meta, load_state_file
 from semcc.models.configs import SAM_LORA, SAM_VIT_L, LoRAConfig, SAMViTConfig, as_config
-from semcc.models.radiometry import INVARIANT_SHARE, match_radiometry
+from semcc.models.radiometry import INVARIANT_SHARE, check_share, match_radiometry
 
 __all__ = [
     "ATTN_IMPLS",
@@ -185,9 +185,7 @@ class BiTemporalSAMEncoder(nn.Module):
             raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
         self.attn_impl = attn_impl
         self.match_radiometry = bool(match_radiometry)
-        if not 0 < invariant_share <= 1:
-            raise ValueError(f"invariant_share must be in (0, 1], got {invariant_share}")
-        self.invariant_share = float(invariant_share)
+        self.invariant_share = check_share(invariant_share)
         if attn_impl != "eager":
             for block in self.vit.blocks:
                 block.attn.__class__ = SDPAAttention  # same parameters, forward through SDPA

@@ -28,12 +28,19 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-__all__ = ["match_radiometry", "matching"]
+__all__ = ["check_share", "match_radiometry", "matching"]
 
 #: Standard deviations under this are treated as this (a flat band is left flat, not blown up).
 MIN_STD = 1e-6
 #: The share of a pair's pixels whose statistics are matched: those on which the standardised dates differ least.
 INVARIANT_SHARE = 0.8
+
+
+def check_share(invariant_share: float) -> float:
+    """``invariant_share`` as a float, or a ``ValueError`` naming it when it is not in ``(0, 1]``."""
+    if not 0 < invariant_share <= 1:
+        raise ValueError(f"invariant_share must be in (0, 1], got {invariant_share}")
+    return float(invariant_share)
 
 
 def _moments(x: torch.Tensor, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,8 +62,7 @@ def match_radiometry(image_a: torch.Tensor, image_b: torch.Tensor,
     dtype."""
     if image_a.shape != image_b.shape:
         raise ValueError(f"image_a {tuple(image_a.shape)} and image_b {tuple(image_b.shape)} differ")
-    if not 0 < invariant_share <= 1:
-        raise ValueError(f"invariant_share must be in (0, 1], got {invariant_share}")
+    check_share(invariant_share)
     dates = [x.float() for x in (image_a, image_b)]
     stats = [_moments(x) for x in dates]
     if invariant_share < 1:
