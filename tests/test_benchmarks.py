@@ -16,6 +16,7 @@ sys.path.insert(0, str(BENCH))
 
 import _common  # noqa: E402
 import augment_speed  # noqa: E402
+import change_probe  # noqa: E402
 import fit_tiny  # noqa: E402
 import neck_gates  # noqa: E402
 import train_step  # noqa: E402
@@ -198,3 +199,25 @@ def test_neck_gates_reads_eq5_gates_per_unit_and_direction(tmp_path: Path, tiny_
     assert all(r["shut"] == r["open"] == 0 for r in out[:2])  # at init no gate is saturated
     assert "| model | unit | gate |" in capsys.readouterr().out
     assert json.loads((tmp_path / "g.json").read_text())["rows"] == out
+
+
+def test_change_probe_fits_on_train_pairs_and_reads_the_caption_branch(tmp_path: Path, tiny_checkpoint: Path,
+                                                                       synth_root: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    g = torch.Generator().manual_seed(0)
+    y_train, y_test = torch.arange(40) % 2 == 0, torch.arange(20) % 4 == 0
+    informative = lambda y: y.float()[:, None] + 0.1 * torch.randn(len(y), 1, generator=g)  # noqa: E731
+    assert change_probe.probe(informative(y_train), y_train, informative(y_test), y_test) == (1.0, 1.0)
+    flat_train, flat_test = torch.ones(40, 1), torch.ones(20, 1)  # no information: the bias only
+    right_train, right_test = change_probe.probe(flat_train, y_train, flat_test, y_test)
+    assert right_train == 0.5 and right_test in (0.25, 0.75)  # one class for every pair
+
+    out = change_probe.main(["--ckpt", str(tiny_checkpoint), "--root", str(synth_root / "LEVIR-CC"),
+                             "--train-pairs", "12", "--json", str(tmp_path / "p.json")])
+    assert [r["feature"] for r in out] == ["difference (max)", "enhancer (mean)", "queries (mean)", "greedy caption"]
+    assert [r["dims"] for r in out] == [1, 64, 64, "-"]
+    assert all(0 <= r["train"] <= 1 and 0 <= r["split"] <= 1 for r in out)
+    assert "| model | feature | dims |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "p.json").read_text())["rows"] == out
+    with pytest.raises(SystemExit):
+        change_probe.main(["--ckpt", str(tiny_checkpoint), "--root", str(tmp_path), "--json", ""])

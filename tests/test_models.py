@@ -211,6 +211,44 @@ def test_caption_loss_of_a_padded_batch_equals_one_pair_at_a_time(tok_dir: Path)
     assert batch.loss.item() == pytest.approx(total / tokens, rel=1e-5)
 
 
+def test_change_loss_is_the_weighted_cross_entropy_of_a_classifier_on_the_queries(tok_dir: Path) -> None:
+    """change_loss_weight (beyond the paper): a linear change classifier on the mean of the Q-Former's outputs;
+    its loss, times the weight, reaches the queries and the Q-Former (and F_cc unless ``change_loss_detach``), and
+    leaves the caption loss alone."""
+    assert mini(tok_dir).cc_head.change_classifier is None  # the paper: no classifier, no extra weights
+    plain = mini(tok_dir).cc_head.eval()  # no dropout: the two passes below see the same queries
+    head = mini(tok_dir, cc_head={"change_loss_weight": 0.5}).cc_head.eval()
+    head.load_state_dict(plain.state_dict(), strict=False)  # the same weights but the classifier
+    g = torch.Generator().manual_seed(4)
+    f1, f2 = torch.randn(3, 64, 4, 4, generator=g), torch.randn(3, 64, 4, 4, generator=g)
+    f1.requires_grad_(True)  # stands for the neck's F_cc
+    changed = torch.tensor([True, False, True])
+    out = head(f1, f2, captions=CAPTIONS[:3], changed=changed)
+    q = head.query_features(f1, f2)
+    logit = head.change_classifier(q.mean(dim=1)).squeeze(-1)
+    expected = 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(logit, changed.float())
+    assert out.change_loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert out.loss.item() == pytest.approx(plain(f1, f2, captions=CAPTIONS[:3]).loss.item(), rel=1e-6)
+    assert head(f1, f2, captions=CAPTIONS[:3]).change_loss is None  # no labels, no loss
+    out.change_loss.backward()
+    assert head.query_tokens.grad.abs().sum() > 0 and head.vision_proj.weight.grad.abs().sum() > 0
+    assert head.llm.get_input_embeddings().weight.grad is None  # the LLM is not on its path
+    assert f1.grad.abs().sum() > 0  # the neck before the head is (default: the caption's own pass)
+    detached = mini(tok_dir, cc_head={"change_loss_weight": 0.5, "change_loss_detach": True}).cc_head.eval()
+    detached.load_state_dict(head.state_dict())
+    f1.grad = None
+    out_detached = detached(f1, f2, captions=CAPTIONS[:3], changed=changed)
+    assert out_detached.change_loss.item() == pytest.approx(expected.item(), rel=1e-6)  # the same pass, in eval
+    out_detached.change_loss.backward()
+    assert detached.query_tokens.grad.abs().sum() > 0 and f1.grad is None  # F_cc detached: the head learns alone
+    out_detached.loss.backward()
+    assert f1.grad.abs().sum() > 0  # the caption loss still reaches the neck
+    with pytest.raises(ValueError, match="changed has shape"):
+        head(f1, f2, captions=CAPTIONS[:3], changed=changed[:2])
+    with pytest.raises(ValueError, match="change_loss_weight must be >= 0"):
+        mini(tok_dir, cc_head={"change_loss_weight": -1.0})
+
+
 def test_generate_batch_equals_loop(tok_dir: Path) -> None:
     model = mini(tok_dir).eval()
     a, c = images(3, seed=1)

@@ -58,6 +58,7 @@ def test_the_runs_commands_compose_tiny_the_budget_and_each_row(tmp_path: Path,
         assert encoder.img_size == 128 and cfg.data.synth.size == 128 and cfg.data.batch_size == 4
         assert cfg.data.synth.pairs == {"train": 640, "val": 100, "test": 100}  # tiny's data set, at 128 px
         assert cfg.data.augment.enabled is False
+        assert cfg.model.model.init_args.cc_head.init_args.change_loss_weight == 0  # the paper's loss in every row
         single = row.startswith("table3") or row in ("table2_row1_plain", "table2_row2_bcsf",
                                                       "table2_row3_bcsf_enhancer")
         if single:

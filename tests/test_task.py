@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from semcc.data.datamodule import SemanticCCDataModule
 from semcc.data.options import CDCropConfig, EvalDataConfig
-from semcc.data.text import NO_CHANGE_SENTENCES
+from semcc.data.text import NO_CHANGE_SENTENCES, is_no_change
 from semcc.models import build_semantic_cc
 from semcc.strategies import PHASES
 from semcc.tasks.evaluator import EvalConfig
@@ -144,6 +144,20 @@ def test_checkpoint_with_other_frozen_weights_is_refused(synth_root: Path, synth
     other = SemanticCCTask(build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path))
     with pytest.raises(ValueError, match="frozen base weights differ"):
         _trainer(tmp_path, max_steps=2).fit(other, datamodule=dm, ckpt_path=str(tmp_path / "x.ckpt"))
+
+
+def test_checkpoint_without_the_change_classifier_names_the_setting(synth_root: Path, synth_config,
+                                                                     tmp_path: Path) -> None:
+    """A checkpoint trained without the auxiliary change loss (before 0.14.0) under a config that sets it."""
+    dm = _data(synth_root, synth_config, tmp_path)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(_task(dm), datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "x.ckpt")
+    torch.manual_seed(0)  # the same random base, and a classifier
+    model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path, cc_head={"max_new_tokens": 6,
+                                                                                         "change_loss_weight": 0.5})
+    with pytest.raises(KeyError, match=r"change_classifier.*change_loss_weight 0"):
+        _trainer(tmp_path).validate(SemanticCCTask(model), datamodule=dm, ckpt_path=str(tmp_path / "x.ckpt"))
 
 
 def test_validation_logs_cd_and_caption_metrics(synth_root: Path, synth_config, tmp_path: Path) -> None:
@@ -348,6 +362,31 @@ def test_no_change_caption_fixes_the_target_of_unchanged_pairs(synth_root: Path,
     assert len(set(drawn[0::2])) > 1 and set(drawn[0::2]) <= set(unchanged)
     with pytest.raises(ValueError, match="no_change_caption must be one of the no-change sentences"):
         _task(dm, no_change_caption="nothing happened")
+
+
+def test_change_loss_joins_the_caption_phases_with_labels_from_the_targets(synth_root: Path, synth_config,
+                                                                          tmp_path: Path) -> None:
+    dm = _data(synth_root, synth_config, tmp_path)
+    dm.setup("fit")
+    torch.manual_seed(0)
+    model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path,
+                              cc_head={"max_new_tokens": 6, "change_loss_weight": 2.0})
+    task = SemanticCCTask(model, optim=OptimConfig(lr=1e-3), evaluation=EvalConfig(log_samples=0),
+                          no_change_caption="the scene is the same as before")
+    batch = next(b for b in dm.train_dataloader() if b["phase"] == "cc")
+    assert 0 < sum(all(map(is_no_change, refs)) for refs in batch["captions"]) < len(batch["captions"])
+    task.set_phase("cc")
+    seen: list[torch.Tensor] = []
+    hook = model.cc_head.change_classifier.register_forward_hook(lambda m, i, o: seen.append(o.squeeze(-1)))
+    torch.manual_seed(1)
+    losses = task.losses(batch, "cc")
+    hook.remove()
+    changed = torch.tensor([not all(map(is_no_change, refs)) for refs in batch["captions"]]).float()
+    expected = 2.0 * torch.nn.functional.binary_cross_entropy_with_logits(seen[0], changed)
+    assert losses["change"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert losses["loss"].item() == pytest.approx((losses["cc"] + losses["change"]).item(), rel=1e-6)
+    task.set_phase("cd")
+    assert "change" not in task.losses(next(b for b in dm.train_dataloader() if b["phase"] == "cd"), "cd")
 
 
 def test_lora_of_a_bf16_llm_trains_in_float32(synth_root: Path, synth_config, tmp_path: Path) -> None:

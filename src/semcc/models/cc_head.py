@@ -31,7 +31,12 @@ typed sub-configs (:mod:`semcc.models.configs`):
    alpha 32, dropout 0.05, no bias) and the base frozen.
 
 Loss: cross-entropy over the caption (and end-marker) tokens only (labels ``-100`` on the prompt, the
-visual tokens and the padding); batches of any size, right padding. Generation: greedy (Sec. IV-C),
+visual tokens and the padding); batches of any size, right padding. Beyond the paper, ``change_loss_weight > 0`` adds a
+linear change/no-change classifier on the mean of the Q-Former's outputs (with ``change_loss_detach``, of a second
+pass over ``F_cc`` detached, so that only the caption head learns from it) and its binary cross-entropy, weighted, to
+Eq. 9 (labels: whether each target caption says change): a random-init Q-Former can otherwise settle on averaging
+its input tokens, where a small change is lost, and the LLM then says "no change" for every pair
+(``benchmarks/change_probe.py`` measures it). Generation: greedy (Sec. IV-C),
 batched with left padding and the KV cache (``llm.generate(inputs_embeds=..., attention_mask=...)``),
 stopping at the end marker (:mod:`semcc.models.generation`). Test-time multi-output ensemble: one caption per
 instruction of ``DEFAULT_INSTRUCTIONS`` (or those given), the consensus of :mod:`semcc.models.ensemble`.
@@ -94,11 +99,14 @@ IMAGE_PLACEHOLDER = "<ImageHere>"
 
 @dataclass
 class CaptionOutput:
-    """Caption branch outputs: ``loss`` (Eq. 9 L_cc, mean over caption tokens), ``logits`` ``[B, L, V]``."""
+    """Caption branch outputs: ``loss`` (Eq. 9 L_cc, mean over caption tokens), ``logits`` ``[B, L, V]``,
+    ``labels`` ``[B, L]``, and ``change_loss``: the weighted auxiliary change/no-change loss of the visual tokens
+    (``change_loss_weight`` times its binary cross-entropy; ``None`` without it)."""
 
     loss: torch.Tensor
     logits: torch.Tensor
     labels: torch.Tensor
+    change_loss: torch.Tensor | None = None
 
 
 # ------------------------------------------------------------------------------------------------- head
@@ -120,6 +128,13 @@ class ChangeCaptionHead(nn.Module):
         prompt_template: must contain ``<ImageHere>`` and ``{instruction}``.
         end_marker: text that ends a caption (``"###"`` for Vicuna / MiniGPT-4); ``None``: ``eos_token``.
         max_new_tokens: default generation length.
+        change_loss_weight: beyond the paper: > 0 adds a linear change/no-change classifier on the mean of the
+            Q-Former's outputs and, when :meth:`forward` is given ``changed``, its binary cross-entropy times this
+            weight (``CaptionOutput.change_loss``), so that the queries learn to read the change (0, the paper: no
+            classifier; generation never uses it).
+        change_loss_detach: the classifier reads a second Q-Former pass over ``F_cc`` detached, so that its loss
+            trains the caption head and not the neck before it (and the CD stream behind the neck's Eq. 5 gate);
+            ``False`` (default): it reads the caption's own pass, and its gradient reaches the neck too.
 
     ``qformer``, ``enhancer``, ``llm`` and ``lora`` take their config or a mapping of its fields, merged onto
     the default (MiniGPT-4's Q-Former, the paper's enhancer, Vicuna-7B's sizes, the paper's LoRA).
@@ -137,8 +152,12 @@ class ChangeCaptionHead(nn.Module):
         prompt_template: str = PROMPT_TEMPLATE,
         end_marker: str | None = None,
         max_new_tokens: int = 40,
+        change_loss_weight: float = 0.0,
+        change_loss_detach: bool = False,
     ) -> None:
         super().__init__()
+        if change_loss_weight < 0:
+            raise ValueError(f"change_loss_weight must be >= 0, got {change_loss_weight}")
         qformer = as_config(QFormerConfig, qformer, MINIGPT4_QFORMER)
         enhancer = as_config(EnhancerConfig, enhancer, PAPER_ENHANCER)
         llm = as_config(LLMConfig, llm, VICUNA_7B)
@@ -187,6 +206,8 @@ class ChangeCaptionHead(nn.Module):
         self.llm = build_llm(llm, tokenizer)
         self.llm_hidden_size = self.llm.config.hidden_size
         self.llama_proj = nn.Linear(qformer.hidden_size, self.llm_hidden_size)
+        self.change_loss_weight, self.change_loss_detach = float(change_loss_weight), bool(change_loss_detach)
+        self.change_classifier = nn.Linear(qformer.hidden_size, 1) if change_loss_weight > 0 else None
 
         # checkpoints (never on the meta device: a shape-only build reads nothing)
         if not is_meta(self.qformer):
@@ -307,6 +328,14 @@ class ChangeCaptionHead(nn.Module):
 
     def visual_tokens(self, f_cc_1: torch.Tensor, f_cc_2: torch.Tensor) -> torch.Tensor:
         """``F_cc^{1,2}`` ``[B, c, h, w]`` -> visual tokens ``[B, T, llm_hidden]`` (Eq. 7-8, ``llama_proj``)."""
+        return self._project(self.query_features(f_cc_1, f_cc_2))
+
+    def _project(self, q: torch.Tensor) -> torch.Tensor:
+        return self.llama_proj(q).to(self.llm.get_input_embeddings().weight.dtype)
+
+    def query_features(self, f_cc_1: torch.Tensor, f_cc_2: torch.Tensor) -> torch.Tensor:
+        """``F_cc^{1,2}`` -> the Q-Former's (and the enhancer's) outputs ``[B, T, qformer_hidden]`` before
+        ``llama_proj`` (Eq. 7-8)."""
         b = f_cc_1.shape[0]
         x = torch.cat([f_cc_1, f_cc_2], dim=0).flatten(2).transpose(1, 2)  # [2B, hw, c]
         x = self.ln_vision(self.vision_proj(x))
@@ -317,7 +346,7 @@ class ChangeCaptionHead(nn.Module):
             q = self._qformer(x)
             q1, q2 = q[:b], q[b:]
             q = torch.cat([q1, q2], dim=1) if self.enhancer is None else self.enhancer(q1, q2)
-        return self.llama_proj(q).to(self.llm.get_input_embeddings().weight.dtype)
+        return q
 
     # ------------------------------------------------------------------------------------ training
 
@@ -327,19 +356,32 @@ class ChangeCaptionHead(nn.Module):
         f_cc_2: torch.Tensor,
         captions: Sequence[str],
         instructions: Sequence[str] | None = None,
+        changed: torch.Tensor | None = None,
     ) -> CaptionOutput:
-        """Teacher-forced caption loss (CE over caption + end-marker tokens only), right padding."""
+        """Teacher-forced caption loss (CE over caption + end-marker tokens only), right padding; with
+        ``changed`` (``[B]``, whether each pair's target says change) and ``change_loss_weight > 0``, the
+        auxiliary change loss too."""
         b = f_cc_1.shape[0]
         if len(captions) != b:
             raise ValueError(f"{len(captions)} captions for a batch of {b}")
         tok = self._tok()
         instructions = self._instructions(instructions, b)
-        vis = self.visual_tokens(f_cc_1, f_cc_2)
+        q = self.query_features(f_cc_1, f_cc_2)
+        vis = self._project(q)
+        change_loss = None
+        if self.change_classifier is not None and changed is not None:
+            if changed.shape != (b,):
+                raise ValueError(f"changed has shape {tuple(changed.shape)}; expected ({b},)")
+            if self.change_loss_detach:  # a second pass of the (small) Q-Former, over F_cc detached
+                q = self.query_features(f_cc_1.detach(), f_cc_2.detach())
+            logit = self.change_classifier(q.mean(dim=1).float()).squeeze(-1)
+            change_loss = self.change_loss_weight * nn.functional.binary_cross_entropy_with_logits(
+                logit, changed.to(logit.device, logit.dtype))
         end = self.end_marker_ids
         tails = [ids + end for ids in tok(list(captions), add_special_tokens=False).input_ids]
         embeds, mask, label_tensor = self._sequences(vis, instructions, tails, left_pad=False)
         out = self.llm(inputs_embeds=embeds, attention_mask=mask, labels=label_tensor, use_cache=False)
-        return CaptionOutput(loss=out.loss, logits=out.logits, labels=label_tensor)
+        return CaptionOutput(loss=out.loss, logits=out.logits, labels=label_tensor, change_loss=change_loss)
 
     # ------------------------------------------------------------------------------------ inference
 

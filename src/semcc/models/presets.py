@@ -66,6 +66,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             "llm": {**_TINY_LLM, "finetune": "full"},
             "enhancer": {"position": "before"},
             "max_new_tokens": 24,
+            "change_loss_weight": 0.5,
         },
     },
     "mini": {

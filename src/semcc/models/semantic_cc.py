@@ -34,13 +34,15 @@ Pair = tuple[torch.Tensor, torch.Tensor]
 @dataclass
 class SemanticCCOutput:
     """``mask_logits`` ``[B, K, H, W]`` (K = 1: binary change logit), ``cc_loss`` (scalar, Eq. 9 L_cc),
-    ``cc_logits`` ``[B, L, V]`` and ``cc_labels`` ``[B, L]`` (-100 off the caption); ``None`` when not asked.
+    ``cc_logits`` ``[B, L, V]`` and ``cc_labels`` ``[B, L]`` (-100 off the caption), ``cc_change_loss`` (the caption
+    head's weighted auxiliary change loss, beyond the paper); ``None`` when not asked.
     """
 
     mask_logits: torch.Tensor | None = None
     cc_loss: torch.Tensor | None = None
     cc_logits: torch.Tensor | None = None
     cc_labels: torch.Tensor | None = None
+    cc_change_loss: torch.Tensor | None = None
 
 
 class SemanticCC(nn.Module):
@@ -115,12 +117,14 @@ class SemanticCC(nn.Module):
         tasks: Sequence[str] = TASKS,
         encoder_grad: bool = True,
         encoded: BiTemporalFeatures | None = None,
+        changed: torch.Tensor | None = None,
     ) -> SemanticCCOutput:
         """Mask logits and/or the teacher-forced caption loss for a batch of any size.
 
         ``captions`` (one per pair) are required when ``"cc"`` is in ``tasks``; ``instructions`` (one per
         pair, default the first paper prompt) fill the prompt template. ``encoder_grad=False`` keeps the
-        image encoder out of autograd and ``encoded`` skips it (see :meth:`features`).
+        image encoder out of autograd and ``encoded`` skips it (see :meth:`features`). ``changed`` (``[B]``,
+        whether each caption says change) feeds the caption head's auxiliary change loss, when it has one.
         """
         tasks = tuple(tasks)
         self._check_tasks(tasks)
@@ -133,8 +137,9 @@ class SemanticCC(nn.Module):
             out.mask_logits = self.cd_head(*cd)
         if "cc" in tasks:
             assert self.cc_head is not None and captions is not None
-            cap = self.cc_head(*cc, captions=captions, instructions=instructions)
+            cap = self.cc_head(*cc, captions=captions, instructions=instructions, changed=changed)
             out.cc_loss, out.cc_logits, out.cc_labels = cap.loss, cap.logits, cap.labels
+            out.cc_change_loss = cap.change_loss
         return out
 
     def _captions(

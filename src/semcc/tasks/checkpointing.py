@@ -100,7 +100,12 @@ class Checkpointing:
         frozen base weights); return its resume point ``{"epoch", "batches"}`` (``None`` when it has none)."""
         state = checkpoint.get("state_dict", {})
         if missing := sorted(self.trainable_names() - set(state)):
-            raise KeyError(f"checkpoint lacks trainable weights: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+            hint = ""
+            if all(".change_classifier." in name for name in missing):
+                hint = ("; it was trained without the auxiliary change loss (before 0.14.0): set "
+                        "--model.model.init_args.cc_head.init_args.change_loss_weight 0")
+            more = " ..." if len(missing) > 8 else ""
+            raise KeyError(f"checkpoint lacks trainable weights: {missing[:8]}{more}{hint}")
         if unexpected := sorted(set(state) - state_keys):
             raise KeyError(f"checkpoint has weights this model does not: {unexpected[:8]}")
         meta = checkpoint.get("semcc", {})

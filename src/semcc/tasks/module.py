@@ -218,14 +218,18 @@ class SemanticCCTask(L.LightningModule):
         encoded = None
         if self.hparams.cache_frozen_features and not encoder_trains:
             encoded = self.feature_cache.encode(self.model.encoder, batch, sharded=is_sharded(self.model))
+        changed = None if captions is None else torch.tensor([not is_no_change(c) for c in captions])
         out = self.model(batch["image_a"], batch["image_b"], captions=captions, instructions=instructions,
-                         tasks=tuple(wanted), encoder_grad=encoder_trains, encoded=encoded)
+                         tasks=tuple(wanted), encoder_grad=encoder_trains, encoded=encoded, changed=changed)
         losses: dict[str, torch.Tensor] = {}
         if "cd" in wanted:
             losses["cd"] = self.mask_loss(out.mask_logits, batch["mask"])
         if "cc" in wanted:
             losses["cc"] = out.cc_loss
-        losses["loss"] = losses.get("cc", 0.0) + self.hparams.cd_weight * losses.get("cd", 0.0)
+        if out.cc_change_loss is not None:  # beyond the paper: the caption head's change_loss_weight
+            losses["change"] = out.cc_change_loss
+        losses["loss"] = (losses.get("cc", 0.0) + self.hparams.cd_weight * losses.get("cd", 0.0)
+                          + losses.get("change", 0.0))
         return losses
 
     def on_train_epoch_start(self) -> None:
