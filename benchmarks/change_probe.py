@@ -7,7 +7,7 @@ does (the run's radiometry matching included) on the first ``--train-pairs`` pai
 pair of ``--split``, and reads three points of the caption branch (paper Eq. 7-8, :mod:`semcc.models.cc_head`):
 
 * ``difference (max)``: the largest distance between the two dates' tokens at the Q-Former's input
-  (``ln_vision(vision_proj(F_cc))``), one number per pair;
+  (``ChangeCaptionHead.vision_inputs``), one number per pair;
 * ``enhancer (mean)``: the Eq. 8 enhancer's output averaged over the tokens (with the enhancer before the Q-Former);
 * ``queries (mean)``: the Q-Former's outputs averaged over the queries, what ``llama_proj`` hands the LLM (and the
   input of the auxiliary change classifier of ``change_loss_weight``).
@@ -57,8 +57,7 @@ def branch_features(task: Any, data: Any, count: int, batch_size: int = 16) -> t
             a, b = torch.stack([s["image_a"] for s in items]), torch.stack([s["image_b"] for s in items])
             _, (f1, f2) = model.features(a, b)
             n = a.shape[0]
-            x = torch.cat([f1, f2]).flatten(2).transpose(1, 2)
-            x = head.ln_vision(head.vision_proj(x))
+            x = head.vision_inputs(f1, f2)
             parts = {"difference (max)": (x[:n] - x[n:]).norm(dim=-1).amax(dim=1, keepdim=True)}
             if head.enhancer_position == "before":
                 parts["enhancer (mean)"] = head.enhancer(x[:n], x[n:]).mean(dim=1)

@@ -4,7 +4,8 @@ per-phase freezing, single-file checkpoints of the trainable weights and resumin
 Run by ``tests/test_fsdp.py``; Lightning's launcher re-runs this script for rank 1. Environment:
 ``SEMCC_SYNTH_ROOT`` (a SynthLEVIR folder), ``SEMCC_SYNTH_CONFIG`` (its arguments as JSON), ``SEMCC_OUT``
 (where rank 0 writes the JSON report). The model is the tiny preset with a bf16 LLM and the paper's freezing
-(frozen Q-Former, LoRA on the LLM; the trainable parameters are float32) and tiny's auxiliary change loss, sharded by
+(frozen Q-Former, LoRA on the LLM; the trainable parameters are float32) and the auxiliary change loss (detached: a second
+Q-Former pass), sharded by
 :func:`semcc.tasks.sharding.shard_semantic_cc` from ``configure_model`` under
 :class:`semcc.tasks.sharding.PhaseFSDPStrategy` with ``precision="bf16-mixed"``.
 """
@@ -41,8 +42,9 @@ from semcc.tasks.sharding import (
     unit_dtype_plan,
 )
 
+#: The change loss detached: its second Q-Former pass runs through the sharded units too.
 CC_HEAD = {"llm": {"dtype": "bfloat16", "finetune": "lora"}, "qformer": {"freeze": True}, "max_new_tokens": 6,
-           "change_loss_weight": 0.5}  # its second Q-Former pass runs through the sharded units too
+           "change_loss_weight": 0.5, "change_loss_detach": True}
 
 
 class ShardedTask(SemanticCCTask):

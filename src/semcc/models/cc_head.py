@@ -333,12 +333,17 @@ class ChangeCaptionHead(nn.Module):
     def _project(self, q: torch.Tensor) -> torch.Tensor:
         return self.llama_proj(q).to(self.llm.get_input_embeddings().weight.dtype)
 
+    def vision_inputs(self, f_cc_1: torch.Tensor, f_cc_2: torch.Tensor) -> torch.Tensor:
+        """Both dates' F_cc tokens projected to the Q-Former's vision width and normalised (``vision_proj``,
+        ``ln_vision``): ``[2B, hw, encoder_width]``, date 1's rows first."""
+        x = torch.cat([f_cc_1, f_cc_2], dim=0).flatten(2).transpose(1, 2)  # [2B, hw, c]
+        return self.ln_vision(self.vision_proj(x))
+
     def query_features(self, f_cc_1: torch.Tensor, f_cc_2: torch.Tensor) -> torch.Tensor:
         """``F_cc^{1,2}`` -> the Q-Former's (and the enhancer's) outputs ``[B, T, qformer_hidden]`` before
         ``llama_proj`` (Eq. 7-8)."""
         b = f_cc_1.shape[0]
-        x = torch.cat([f_cc_1, f_cc_2], dim=0).flatten(2).transpose(1, 2)  # [2B, hw, c]
-        x = self.ln_vision(self.vision_proj(x))
+        x = self.vision_inputs(f_cc_1, f_cc_2)
         if self.enhancer_position == "before":
             assert self.enhancer is not None
             q = self._qformer(self.enhancer(x[:b], x[b:]))
