@@ -4,8 +4,8 @@ per-phase freezing, single-file checkpoints of the trainable weights and resumin
 Run by ``tests/test_fsdp.py``; Lightning's launcher re-runs this script for rank 1. Environment:
 ``SEMCC_SYNTH_ROOT`` (a SynthLEVIR folder), ``SEMCC_SYNTH_CONFIG`` (its arguments as JSON), ``SEMCC_OUT``
 (where rank 0 writes the JSON report). The model is the tiny preset with a bf16 LLM and the paper's freezing
-(frozen Q-Former, LoRA on the LLM; the trainable parameters are float32) and the auxiliary change loss (detached: a second
-Q-Former pass), sharded by
+(frozen Q-Former, LoRA on the LLM; the trainable parameters are float32) and the auxiliary change loss
+(detached: a second Q-Former pass), sharded by
 :func:`semcc.tasks.sharding.shard_semantic_cc` from ``configure_model`` under
 :class:`semcc.tasks.sharding.PhaseFSDPStrategy` with ``precision="bf16-mixed"``.
 """
