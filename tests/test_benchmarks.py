@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCH))
 import _common  # noqa: E402
 import augment_speed  # noqa: E402
 import change_probe  # noqa: E402
+import components  # noqa: E402
 import fit_tiny  # noqa: E402
 import neck_gates  # noqa: E402
 import train_step  # noqa: E402
@@ -174,6 +175,21 @@ def test_augment_speed_times_both_blas_settings_on_the_same_images(tmp_path: Pat
     assert all(row["ms"] > 0 and row["same"] == "yes" for row in rows)
     assert "| BLAS threads in the colour map |" in capsys.readouterr().out
     assert json.loads((tmp_path / "a.json").read_text())["rows"] == rows
+
+
+def test_components_times_both_cd_heads_with_the_same_logits(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The CD head part times 0.14's and 0.15's LayerNorms and resizes on the same weights and inputs: their logits
+    agree to float rounding, and the real ``resize_bilinear`` is back in place afterwards."""
+    from semcc.models import cd_head
+
+    resize = cd_head.resize_bilinear
+    rows = components.main(["--parts", "cd_head", "--batch-size", "1", "--repeats", "1", "--json",
+                            str(tmp_path / "c.json")])
+    assert [r["variant"] for r in rows] == ["SAM LayerNorm2d + F.interpolate (0.14)",
+                                           "ChannelLayerNorm + resize_bilinear (0.15)"]
+    assert all(r["seconds"] > 0 for r in rows) and float(rows[0]["max abs diff"]) < 1e-4
+    assert cd_head.resize_bilinear is resize
+    assert "| CD head fwd+bwd |" in capsys.readouterr().out
 
 
 def test_neck_gates_reads_eq5_gates_per_unit_and_direction(tmp_path: Path, tiny_checkpoint: Path, synth_root: Path,

@@ -402,6 +402,45 @@ def test_cd_head_difference_fusion() -> None:
         ChangeDetectionHead(in_channels=8, fusion="sum")
 
 
+@pytest.mark.parametrize(("shape", "size"), [((2, 3, 4, 4), (64, 64)), ((1, 1, 16, 16), (256, 256)),
+                                             ((2, 2, 5, 7), (13, 3)), ((1, 4, 32, 32), (8, 8))])
+def test_resize_bilinear_is_interpolate(shape: tuple[int, ...], size: tuple[int, int]) -> None:
+    """The CD head's matrix resize gives ``F.interpolate(bilinear, align_corners=False)``'s values and gradients, up and
+    down, for square and oblong maps."""
+    import torch.nn.functional as F
+
+    from semcc.models.cd_head import resize_bilinear
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    ref = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    out = resize_bilinear(x, size)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ref)
+    (grad_ref,) = torch.autograd.grad(ref, x, g)
+    (grad,) = torch.autograd.grad(out, x, g)
+    torch.testing.assert_close(grad, grad_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_channel_layer_norm_is_sams() -> None:
+    """``ChannelLayerNorm`` loads SAM's ``LayerNorm2d`` weights (same keys) and gives its values and gradients."""
+    from semcc.models._sam import LayerNorm2d
+    from semcc.models.cd_head import ChannelLayerNorm
+
+    torch.manual_seed(0)
+    sam, fast = LayerNorm2d(6), ChannelLayerNorm(6)
+    with torch.no_grad():
+        sam.weight.normal_(), sam.bias.normal_()
+    fast.load_state_dict(sam.state_dict())
+    x = torch.randn(2, 6, 5, 3, requires_grad=True)
+    torch.testing.assert_close(fast(x), sam(x), rtol=1e-5, atol=1e-5)
+    g = torch.randn(2, 6, 5, 3)
+    grads_sam = torch.autograd.grad(sam(x), (x, sam.weight, sam.bias), g)
+    grads_fast = torch.autograd.grad(fast(x), (x, fast.weight, fast.bias), g)
+    for a, b in zip(grads_fast, grads_sam, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_normalized_similarity_does_not_grow_with_the_features() -> None:
     from semcc.models.neck import InterTaskAttention
 
