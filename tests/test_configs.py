@@ -197,8 +197,10 @@ def test_flat_configs_of_earlier_releases_upgrade() -> None:
     """A checkpoint's stored configuration from before the sub-configs still describes the same model."""
     flat = yaml.safe_load(FLAT_TINY)
     upgraded = upgrade_model_config(flat)
-    # tiny of those releases, which had no auxiliary change loss (0.14.0's tiny sets 0.5)
-    assert _resolve(upgraded) == _resolve(_preset_config("tiny", cc_head={"change_loss_weight": 0.0}))
+    # tiny of those releases, which had no auxiliary change loss (0.14.0's tiny sets 0.5) and Eq. 6's CD head (0.15.0's
+    # tiny fuses the difference)
+    assert _resolve(upgraded) == _resolve(_preset_config("tiny", cd_head={"fusion": "cat"},
+                                                         cc_head={"change_loss_weight": 0.0}))
     assert upgrade_model_config(upgraded) == upgraded and flat == yaml.safe_load(FLAT_TINY)  # idempotent, a copy
     with pytest.raises(ArgumentError, match="'patch_size' is not accepted"):
         _resolve(flat)  # the flat names are gone from the constructors

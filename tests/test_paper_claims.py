@@ -66,6 +66,7 @@ def test_the_runs_commands_compose_tiny_the_budget_and_each_row(tmp_path: Path,
             assert cfg.model.model.init_args.neck is None and cfg.model.model.init_args.cd_head is None
         else:
             assert cfg.model.model.init_args.cd_head is not None
+            assert cfg.model.model.init_args.cd_head.init_args.fusion == "cat"  # Eq. 6 in every row
         if row.startswith("table4"):
             assert cfg.model.strategy == row.split("_", 1)[1]
 

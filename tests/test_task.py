@@ -148,7 +148,8 @@ def test_checkpoint_with_other_frozen_weights_is_refused(synth_root: Path, synth
 
 def test_checkpoint_without_the_change_classifier_names_the_setting(synth_root: Path, synth_config,
                                                                      tmp_path: Path) -> None:
-    """A checkpoint trained without the auxiliary change loss (before 0.14.0) under a config that sets it."""
+    """A checkpoint trained without the auxiliary change loss (before 0.14.0) or with Eq. 6's CD head (before 0.15.0)
+    under a config that sets them: the error names the settings to use."""
     dm = _data(synth_root, synth_config, tmp_path)
     trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
     trainer.fit(_task(dm), datamodule=dm)
@@ -157,6 +158,12 @@ def test_checkpoint_without_the_change_classifier_names_the_setting(synth_root: 
     model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path, cc_head={"max_new_tokens": 6,
                                                                                          "change_loss_weight": 0.5})
     with pytest.raises(KeyError, match=r"change_classifier.*change_loss_weight 0"):
+        _trainer(tmp_path).validate(SemanticCCTask(model), datamodule=dm, ckpt_path=str(tmp_path / "x.ckpt"))
+    # 0.14.0's tiny under 0.15.0's: the CD head's difference projection is missing too; both settings are named
+    torch.manual_seed(0)
+    model = build_semantic_cc("mini", img_size=64, tokenizer=dm.tokenizer_path, cd_head={"fusion": "cat_diff"},
+                              cc_head={"max_new_tokens": 6, "change_loss_weight": 0.5})
+    with pytest.raises(KeyError, match=r"diff_proj.*change_loss_weight 0; .*cd_head.init_args.fusion cat\b"):
         _trainer(tmp_path).validate(SemanticCCTask(model), datamodule=dm, ckpt_path=str(tmp_path / "x.ckpt"))
 
 

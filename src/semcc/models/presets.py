@@ -60,7 +60,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "encoder": {"img_size": 256, "vit": _TINY_VIT, "bcsf_blocks": "global", "lora": {"r": 8, "alpha": 16},
                     "train_vit": True},
         "neck": {"num_units": 1, "num_heads": 4, "inter": "bilinear"},
-        "cd_head": {"fpn_channels": 32, "num_classes": 1},
+        "cd_head": {"fpn_channels": 32, "num_classes": 1, "fusion": "cat_diff"},
         "cc_head": {
             "qformer": {**_TINY_QFORMER, "cross_attention_frequency": 1, "freeze": False},
             "llm": {**_TINY_LLM, "finetune": "full"},

@@ -100,10 +100,15 @@ class Checkpointing:
         frozen base weights); return its resume point ``{"epoch", "batches"}`` (``None`` when it has none)."""
         state = checkpoint.get("state_dict", {})
         if missing := sorted(self.trainable_names() - set(state)):
-            hint = ""
-            if all(".change_classifier." in name for name in missing):
-                hint = ("; it was trained without the auxiliary change loss (before 0.14.0): set "
-                        "--model.model.init_args.cc_head.init_args.change_loss_weight 0")
+            hints = []
+            if any(".change_classifier." in name for name in missing):
+                hints.append("it was trained without the auxiliary change loss (before 0.14.0): set "
+                             "--model.model.init_args.cc_head.init_args.change_loss_weight 0")
+            if any(".diff_proj." in name for name in missing):
+                hints.append("its CD head fuses the dates as Eq. 6 does (tiny before 0.15.0): set "
+                             "--model.model.init_args.cd_head.init_args.fusion cat")
+            known = all(".change_classifier." in name or ".diff_proj." in name for name in missing)
+            hint = "; " + "; ".join(hints) if hints and known else ""
             more = " ..." if len(missing) > 8 else ""
             raise KeyError(f"checkpoint lacks trainable weights: {missing[:8]}{more}{hint}")
         if unexpected := sorted(set(state) - state_keys):
