@@ -12,6 +12,7 @@ uvicorn); without it the command says so in one line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import sys
 from importlib import import_module
@@ -91,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
         if not _is_loopback(args.host):
             print(f"semcc serve: listening on {args.host}: anyone who can reach it can use the model "
                   "(there is no login)", file=sys.stderr, flush=True)
-        try:
+        # some uvicorn releases shut down on Ctrl+C, then raise the signal again; others (0.55.0) return
+        with contextlib.suppress(KeyboardInterrupt):
             run_server(app, sock)
-        except KeyboardInterrupt:  # uvicorn shuts down on Ctrl+C, then raises the signal again
-            print("semcc serve: stopped", flush=True)
+        print("semcc serve: stopped", flush=True)
     finally:
         sock.close()
     return 0
