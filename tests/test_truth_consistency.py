@@ -301,11 +301,12 @@ def test_sampled_captions_decide_ties_by_minimum_bayes_risk() -> None:
         expected_similarity(["a b"], [])
 
 
-def test_sampled_captions_over_an_empty_mask_leave_the_tie_to_no_change() -> None:
-    """Over an empty building mask a caption about trees or a road has no disagreement (the mask can neither confirm
-    nor contradict it) and ties with the no-change sentence, which the mask confirms. The confirmed sentence wins
-    even when the samples are nearly all about trees (over a mask with buildings the samples decide: the test
-    above)."""
+def test_an_empty_building_mask_leaves_road_and_tree_captions_to_the_model() -> None:
+    """Over an empty building mask a caption about trees or a road has no disagreement, and the no-change sentence is
+    not confirmed either (the mask says no building changed, nothing about roads or trees; 0.15.0): the two tie, so
+    the greedy caption (first) or, with samples, their consensus decides. Over an empty mask of any change the
+    no-change sentence is confirmed and beats the tree caption, which such a mask does not mark, and a road caption
+    contradicts it."""
     from semcc.metrics.consistency import choose_consistent, expected_similarity
 
     empty = summarize_mask(np.zeros((100, 100), np.uint8), {1: "building"})
@@ -313,14 +314,20 @@ def test_sampled_captions_over_an_empty_mask_leave_the_tie_to_no_change() -> Non
     trees = ["the trees at the top are removed", "some trees at the top are cut down",
              "the trees at the top are removed", "a road is built"]
     assert check_consistency(trees[0], empty).change_checked is False
-    assert check_consistency(fixed, empty).change_confirmed
+    assert check_consistency(fixed, empty).consistent and not check_consistency(fixed, empty).change_confirmed
     assert not check_consistency("two houses are built", empty).change_confirmed
+    assert consistency_rank([trees[0], fixed], empty) == [0, 1]  # a tie: the greedy caption, first, stays first
+    assert consistency_rank([fixed, trees[0]], empty) == [0, 1]
+    assert consistency_rank(["two houses are built", fixed], empty) == [1, 0]  # buildings: the mask contradicts
     utility = expected_similarity([trees[0], fixed], trees)
-    assert utility[0] > utility[1]  # the tree caption is the samples' consensus...
-    caption, ranked = choose_consistent(trees[0], [], empty, no_change=[fixed], samples=trees)
-    assert caption == fixed and ranked[1] == trees[0]  # ...but the mask confirms only the no-change sentence
-    assert consistency_rank([trees[0], fixed], empty, utility) == [1, 0]
-    assert consistency_rank([trees[0], fixed], empty) == [1, 0]  # without samples: by the agreements, as before
+    assert utility[0] > utility[1]  # the tree caption is the samples' consensus, and wins the tie
+    caption, ranked = choose_consistent(fixed, [], empty, no_change=[fixed], samples=trees)
+    assert caption == trees[0] and ranked[-1] != trees[0]
+    any_change = summarize_mask(np.zeros((100, 100), np.uint8), {1: "change"})
+    assert check_consistency(fixed, any_change).change_confirmed
+    assert consistency_rank([trees[0], fixed], any_change) == [1, 0]
+    assert consistency_rank([trees[0], fixed], any_change, utility) == [1, 0]  # confirmed before the consensus
+    assert check_consistency(trees[3], any_change).kinds == ("change",)
 
 
 def test_sampled_candidates_are_reproducible_and_sharpen_to_greedy(tiny_checkpoint: Path, synth_root: Path) -> None:

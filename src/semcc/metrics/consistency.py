@@ -18,7 +18,10 @@ components per class, share of the pixels, place) and lists the disagreements, i
 A mask tells only about the classes it marks (:attr:`MaskSummary.classes <semcc.metrics.truth.MaskSummary>`):
 a caption that names only other changes (trees removed, over a building-change mask) can be neither confirmed
 nor contradicted by it, so it gets no ``change`` disagreement where the mask is empty; where the mask marks
-building components, leaving them out is a ``class`` disagreement.
+building components, leaving them out is a ``class`` disagreement. Likewise an empty mask of some classes does not
+confirm a caption of no change (since 0.15.0): it says that no building changed, not that no road or tree did, so
+over it the model's own caption about a road or trees and the no-change sentence tie, and the candidates' order (the
+greedy caption first) or the samples decide.
 
 :func:`consistency_rank` orders candidate captions by their disagreements with one mask, the kinds weighed in
 that order (a caption wrong about change loses to one wrong about the class, which loses to one wrong about the
@@ -144,6 +147,8 @@ def check_consistency(caption: str, mask: MaskSummary) -> ConsistencyReport:
         notes.append(("change", "the caption says neither change nor no change that the parser can read"))
     elif not claim.changed and mask.changed:
         notes.append(("change", f"the caption says no change; the mask marks {share} of the pixels"))
+    elif not claim.changed and covered is not None:
+        checks[0] = 0  # an empty mask of some classes (buildings): no change of those, nothing about the rest
     elif claim.changed and not mask.changed:
         if not claim.classes or claim.classes & visible:
             named = ", ".join(_PLURAL[c] for c in sorted(claim.classes)) or "something"
@@ -226,8 +231,8 @@ def consistency_rank(candidates: Sequence[str], mask: MaskSummary, utility: Sequ
 
     ``utility`` (one value per candidate, higher is better; :func:`expected_similarity` to sampled captions) replaces
     the agreements: after the disagreements per kind, a caption whose change or no change the mask confirms comes
-    first (over an empty building mask, the no-change sentence before a caption about trees, which the mask can
-    neither confirm nor contradict), then the candidates are ordered by the utility, then by their order."""
+    first (over an empty mask of any change, the no-change sentence before a caption about trees; an empty building
+    mask confirms neither), then the candidates are ordered by the utility, then by their order."""
     reports = [check_consistency(c, mask) for c in candidates]
     # Without a utility the confirmed change never decides: a caption the mask cannot check has no agreement at all.
     score = utility if utility is not None else [r.checks - len(r.disagreements) for r in reports]
@@ -282,8 +287,9 @@ def choose_consistent(
 
     ``samples`` (captions drawn from the model, ``SemanticCC.caption_samples``) join the candidates, and the order
     changes: by the disagreements per kind (:meth:`ConsistencyReport.severity`), then the captions whose change or no
-    change the mask confirms (over an empty mask, the no-change sentence before a sampled caption about trees), then
-    by :func:`expected_similarity` to the samples, highest first (minimum-Bayes-risk decoding among the captions the
+    change the mask confirms (over an empty mask of any change, the no-change sentence before a sampled caption about
+    trees, which such a mask does not mark; an empty building mask confirms neither), then by
+    :func:`expected_similarity` to the samples, highest first (minimum-Bayes-risk decoding among the captions the
     mask confirms equally well), then the candidates' order. The agreements are not counted there: they favour long
     captions that state a count and a place, which lowers BLEU (``benchmarks/README.md``, "Sampled candidates")."""
     pool = list(dict.fromkeys([first, *candidates, *samples, *(() if mask.changed else no_change)]))
