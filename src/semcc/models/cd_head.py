@@ -56,16 +56,18 @@ class ChannelLayerNorm(LayerNorm2d):
 def _bilinear_weights(n_in: int, n_out: int) -> torch.Tensor:
     """``[n_out, n_in]`` float64: row ``i`` holds the two weights ``F.interpolate(mode="bilinear",
     align_corners=False)`` gives output ``i`` (source ``(i + 0.5) * n_in / n_out - 0.5``, clamped at 0 and at the last
-    input)."""
-    dst = torch.arange(n_out, dtype=torch.float64)
-    src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
-    lo = src.floor().long().clamp(max=n_in - 1)
-    hi = (lo + 1).clamp(max=n_in - 1)
-    frac = src - lo
-    rows = torch.arange(n_out)
-    weights = torch.zeros(n_out, n_in, dtype=torch.float64)
-    weights.index_put_((rows, lo), 1 - frac, accumulate=True)
-    weights.index_put_((rows, hi), frac, accumulate=True)
+    input). Cached, so built outside inference mode: a first call under ``torch.inference_mode`` (prediction) must not
+    cache a tensor that a later training step cannot save for its backward."""
+    with torch.inference_mode(False):
+        dst = torch.arange(n_out, dtype=torch.float64)
+        src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+        lo = src.floor().long().clamp(max=n_in - 1)
+        hi = (lo + 1).clamp(max=n_in - 1)
+        frac = src - lo
+        rows = torch.arange(n_out)
+        weights = torch.zeros(n_out, n_in, dtype=torch.float64)
+        weights.index_put_((rows, lo), 1 - frac, accumulate=True)
+        weights.index_put_((rows, hi), frac, accumulate=True)
     return weights
 
 

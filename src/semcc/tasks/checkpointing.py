@@ -48,6 +48,15 @@ class SchedulePosition:
         return {"epoch": current_epoch, "batches": self.batches if self.epoch == current_epoch else 0}
 
 
+#: Weights that later releases' tiny added, and what a checkpoint without them was trained with.
+_ADDED_PARTS = {
+    ".change_classifier.": "it was trained without the auxiliary change loss (before 0.14.0): set "
+                           "--model.model.init_args.cc_head.init_args.change_loss_weight 0",
+    ".diff_proj.": "its CD head fuses the dates as Eq. 6 does (tiny before 0.15.0): set "
+                   "--model.model.init_args.cd_head.init_args.fusion cat",
+}
+
+
 class Checkpointing:
     """Filters, stamps and checks the checkpoints of a model whose ``trainable`` parameters (model-relative names)
     are all a checkpoint keeps; the task's weights are under ``prefix`` (``model.``)."""
@@ -100,15 +109,10 @@ class Checkpointing:
         frozen base weights); return its resume point ``{"epoch", "batches"}`` (``None`` when it has none)."""
         state = checkpoint.get("state_dict", {})
         if missing := sorted(self.trainable_names() - set(state)):
-            hints = []
-            if any(".change_classifier." in name for name in missing):
-                hints.append("it was trained without the auxiliary change loss (before 0.14.0): set "
-                             "--model.model.init_args.cc_head.init_args.change_loss_weight 0")
-            if any(".diff_proj." in name for name in missing):
-                hints.append("its CD head fuses the dates as Eq. 6 does (tiny before 0.15.0): set "
-                             "--model.model.init_args.cd_head.init_args.fusion cat")
-            known = all(".change_classifier." in name or ".diff_proj." in name for name in missing)
-            hint = "; " + "; ".join(hints) if hints and known else ""
+            # the hints name the settings when every missing weight is one of these later-added parts
+            found = [h for part, h in _ADDED_PARTS.items() if any(part in name for name in missing)]
+            known = all(any(part in name for part in _ADDED_PARTS) for name in missing)
+            hint = "; " + "; ".join(found) if known else ""
             more = " ..." if len(missing) > 8 else ""
             raise KeyError(f"checkpoint lacks trainable weights: {missing[:8]}{more}{hint}")
         if unexpected := sorted(set(state) - state_keys):
