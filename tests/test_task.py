@@ -243,6 +243,38 @@ def test_consistent_decoding_with_samples_chooses_among_them(synth_root: Path, s
         assert caption == choose_consistent(greedy[i], beams[i], summary, samples=drawn[i])[0]
 
 
+def test_consistent_decoding_with_mask_guided_candidates(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    """``evaluation.mask_prefixes``: the evaluation step's caption is, for each pair, the first of
+    ``choose_consistent``'s ranking of the greedy caption, the beams and the captions continued from the prefixes of
+    the pair's own mask (``mask_prefixes``); the setting is stored with the checkpoint's evaluation settings."""
+    from semcc.metrics.consistency import choose_consistent, mask_prefixes
+    from semcc.metrics.truth import summarize_mask
+    from semcc.models.cd_head import class_mask
+    from semcc.tasks.evaluator import EvalConfig
+
+    assert "mask_prefixes" in EvalConfig.STORED
+    dm = _data(synth_root, synth_config, tmp_path)
+    task = _task(dm, evaluation={"decoding": "consistent", "mask_prefixes": True}, binary_mask_class="building").eval()
+    with torch.no_grad():  # a random CD head marks nothing: shift its logits so that every mask marks a building
+        task.model.cd_head.proj.bias.add_(50.0)
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 3, 64, 64)
+    batch = {"image_a": images[0], "image_b": images[1]}
+    masks, captions = task.predict_pairs(batch)
+    model, prompts = task.model, task.instructions
+    summaries = [summarize_mask(class_mask(masks[i : i + 1])[0].numpy(), task.mask_classes) for i in range(3)]
+    prefixes = [mask_prefixes(s) for s in summaries]
+    assert prefixes == [["a house", "a building"]] * 3  # one component, the whole image
+    with torch.no_grad():
+        greedy = model.generate(images[0], images[1], instructions=[prompts[0]] * 3, max_new_tokens=32)
+    beams = model.caption_candidates(images[0], images[1], instructions=prompts, max_new_tokens=32, beams=2)
+    guided = model.prefixed_captions(images[0], images[1], prefixes, instruction=prompts[0], max_new_tokens=32)
+    assert all(guided), "the test vocabulary has neither 'house' nor 'building'"
+    extra = task.no_change_candidates()
+    for i, caption in enumerate(captions):
+        assert caption == choose_consistent(greedy[i], [*beams[i], *guided[i]], summaries[i], no_change=extra)[0]
+
+
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="needs the gloo backend")
 def test_freezing_is_exact_under_two_process_ddp(run_two_process_script, tmp_path: Path) -> None:
     report = run_two_process_script("ddp_freeze_check.py", tmp_path)

@@ -544,3 +544,112 @@ def test_the_mask_change_threshold_decides_what_a_small_mask_says(tiny_checkpoin
     assert Predictor(task).change_share == 0.003
     with pytest.raises(ValueError, match="change_share"):
         Predictor(task, change_share=0.0)
+
+
+def test_mask_prefixes_say_the_count_and_class_the_mask_marks() -> None:
+    """``mask_prefixes``: the openings of the mask-guided candidates state the count and class of each class the mask
+    marks apart, in words whose count the consistency check confirms; none where the mask shows no change or marks
+    any change without a class."""
+    from semcc.metrics.consistency import mask_prefixes
+
+    def boxes(n: int) -> list[tuple[int, int, int, int]]:
+        return [(10 + 12 * (i // 4), 10 + 20 * (i % 4), 18 + 12 * (i // 4), 18 + 20 * (i % 4)) for i in range(n)]
+
+    building = {1: "building"}
+    expected = {1: ["a house", "a building"], 2: ["two houses", "two buildings"],
+                3: ["three houses", "three buildings"], 4: ["several houses", "some buildings"],
+                5: ["several houses", "some buildings"],
+                7: ["many houses", "many buildings"]}
+    for n, prefixes in expected.items():
+        summary = summarize_mask(_squares(100, boxes(n)), building)
+        assert summary.regions[0].components == n
+        assert mask_prefixes(summary) == prefixes
+        for prefix in prefixes:  # the check reads back the count the prefix was made from
+            report = check_consistency(f"{prefix} {'is' if n == 1 else 'are'} built", summary)
+            assert "count" not in report.kinds and "class" not in report.kinds, (prefix, report.disagreements)
+    assert mask_prefixes(summarize_mask(np.zeros((100, 100), np.uint8), building)) == []
+    assert mask_prefixes(summarize_mask(_squares(100, boxes(2)), {1: "change"})) == []  # any change: class unknown
+    mci = _squares(100, boxes(3), value=2)
+    mci[60:64, 0:100] = 1  # one road across the image
+    summary = summarize_mask(mci, {1: "road", 2: "building"})
+    assert sorted(mask_prefixes(summary)) == sorted(["a new road", "three houses", "three buildings"])
+
+
+def test_prefixed_captions_continue_the_given_words(tiny_checkpoint: Path, synth_root: Path) -> None:
+    """``SemanticCC.prefixed_captions``: per pair one caption per prefix, each opening with it; greedy decoding
+    continued from the first words of the model's own greedy caption gives that caption back; the prefix counts
+    towards ``max_new_tokens``."""
+    import torch
+
+    from semcc.inference import Predictor
+    from semcc.tasks.loading import load_task
+
+    task = load_task(tiny_checkpoint).eval()
+    model, prompt = task.model, task.instructions[0]
+    folder = synth_root / "LEVIR-CC" / "images" / "test"
+    names = sorted(p.name for p in (folder / "A").iterdir())[:3]
+    predictor = Predictor(task)
+    images = [torch.stack([predictor._normalize(np.array(Image.open(folder / side / n).convert("RGB")))
+                           for n in names]) for side in ("A", "B")]
+    with torch.no_grad():
+        greedy = model.generate(*images, instructions=[prompt] * 3, max_new_tokens=12)
+    own = [" ".join(c.split()[:2]) for c in greedy]
+    vocabulary = model.cc_head._tok().get_vocab()
+    words = [w for w in ("two", "houses", "a", "new", "road", "buildings") if w in vocabulary]
+    assert len(words) >= 4, sorted(vocabulary)
+    prefixes = [[" ".join(words[:2]), own[0]], [], [" ".join(words[2:4]), words[-1], own[2]]]
+    out = model.prefixed_captions(*images, prefixes, instruction=prompt, max_new_tokens=12)
+    assert [len(row) for row in out] == [2, 0, 3]
+    for row, wanted in zip(out, prefixes, strict=True):
+        for caption, prefix in zip(row, wanted, strict=True):
+            assert caption == prefix or caption.startswith(prefix + " "), (prefix, caption)
+    assert out[0][1] == greedy[0] and out[2][2] == greedy[2]
+    short = model.prefixed_captions(*images, [[" ".join(words[:2])]] * 3, instruction=prompt, max_new_tokens=3)
+    assert all(len(row[0].split()) <= 3 for row in short)
+    assert "zebras" not in vocabulary  # a word the model never read gives no candidate
+    assert model.prefixed_captions(*images, [["two zebras", words[0]], [], []], instruction=prompt)[0] == \
+        model.prefixed_captions(*images, [[words[0]], [], []], instruction=prompt)[0]
+    assert model.prefixed_captions(*images, [[], [], []]) == [[], [], []]
+    with pytest.raises(ValueError, match="prefix lists"):
+        model.cc_head.prefixed_candidates(*model.features(*images)[1], [["a house"]])
+
+
+def test_mask_guided_candidates_join_the_consistent_decoding(tiny_checkpoint: Path, synth_root: Path) -> None:
+    """``Predictor(mask_prefixes=True)``: each pair's candidates are the plain consistent decoding's plus the model's
+    captions continued from the prefixes of its own mask (``mask_prefixes``), and the chosen caption is the first of
+    ``choose_consistent``'s ranking of them all. The predictor takes the run's setting unless given one."""
+    import torch
+
+    from semcc.inference import Predictor
+    from semcc.metrics.consistency import choose_consistent, mask_prefixes
+    from semcc.tasks.loading import load_task
+
+    task = load_task(tiny_checkpoint).eval()
+    assert Predictor(task).mask_prefixes == task.evaluation.mask_prefixes
+    folder = synth_root / "LEVIR-CC" / "images" / "test"
+    names = sorted(p.name for p in (folder / "A").iterdir())[:4]
+    pairs = ([folder / "A" / n for n in names], [folder / "B" / n for n in names])
+    with torch.no_grad():  # the short test fit's masks mark nothing: shift the logits so that they mark a building
+        task.model.cd_head.proj.bias.add_(50.0)
+    guided = Predictor(task, decoding="consistent", mask_prefixes=True).predict(*pairs)
+    plain = Predictor(task, decoding="consistent", mask_prefixes=False).predict(*pairs)
+    predictor = Predictor(task)
+    images = [torch.stack([predictor._normalize(np.array(Image.open(p).convert("RGB"))) for p in side])
+              for side in pairs]
+    prefixes = [mask_prefixes(r.consistency.mask) for r in plain]
+    assert all(p == ["a house", "a building"] for p in prefixes), prefixes  # one component: the whole image
+    model, prompts, n = task.model, predictor.instructions, predictor.max_new_tokens
+    vocabulary = model.cc_head._tok().get_vocab()
+    with torch.no_grad(), predictor.radiometry():
+        greedy = model.generate(*images, instructions=[prompts[0]] * len(names), max_new_tokens=n)
+        beams = model.caption_candidates(*images, instructions=prompts, max_new_tokens=n, beams=predictor.beams,
+                                         length_penalty=predictor.length_penalty)
+        more = model.prefixed_captions(*images, prefixes, instruction=prompts[0], max_new_tokens=n)
+    assert any(more), "the test vocabulary has neither 'house' nor 'building'"
+    for i, (g, p) in enumerate(zip(guided, plain, strict=True)):
+        assert np.array_equal(g.mask, p.mask)
+        assert set(g.candidates) == set(p.candidates) | set(more[i])
+        known = [q for q in prefixes[i] if all(w in vocabulary for w in q.split())]
+        assert len(more[i]) == len(known) and all(c.startswith(q) for c, q in zip(more[i], known, strict=True))
+        assert g.caption == choose_consistent(greedy[i], [*beams[i], *more[i]], g.consistency.mask,
+                                              no_change=predictor.no_change_candidates)[0]

@@ -49,8 +49,9 @@ from semcc.metrics.consistency import (
     check_consistency,
     choose_consistent,
     mask_class_names,
+    mask_prefixes,
 )
-from semcc.metrics.truth import MASK_CHANGE_SHARE, check_change_share, summarize_mask
+from semcc.metrics.truth import MASK_CHANGE_SHARE, MaskSummary, check_change_share, summarize_mask
 from semcc.models.cd_head import class_mask
 from semcc.models.radiometry import matching
 from semcc.models.semantic_cc import SemanticCC
@@ -173,6 +174,10 @@ class Predictor:
         change_share: the share of a predicted mask's pixels from which the mask says "changed", for consistency-aware
             decoding and the report, in (0, 1] (default: the task's ``evaluation.change_share``, else
             :data:`semcc.metrics.truth.MASK_CHANGE_SHARE`).
+        mask_prefixes: with ``decoding="consistent"``, the model's greedy caption continued from openings that say
+            the count and class of what the pair's mask marks (:func:`semcc.metrics.consistency.mask_prefixes`, e.g.
+            "two houses") joins the candidates (beyond the paper: the mask guides what the caption names). Default:
+            the task's ``evaluation.mask_prefixes``, else off.
         binary_mask_class: what a binary model's mask marks, for the consistency report and decoding:
             ``"building"`` or ``"change"`` (any change). Default: the task's (stored by ``semcc fit``; tiny's is
             ``"building"``), else ``"change"``.
@@ -203,6 +208,7 @@ class Predictor:
         sample_seed: int | None = None,
         no_change_candidate: bool | None = None,
         change_share: float | None = None,
+        mask_prefixes: bool | None = None,
         binary_mask_class: str | None = None,
         match_radiometry: bool | None = None,
     ) -> None:
@@ -251,6 +257,9 @@ class Predictor:
         if change_share is None:
             change_share = _task_setting(task_or_model, "change_share") or MASK_CHANGE_SHARE
         self.change_share = check_change_share(change_share)
+        if mask_prefixes is None:
+            mask_prefixes = _task_setting(task_or_model, "mask_prefixes")
+        self.mask_prefixes = bool(mask_prefixes)
         stored = self.task.hparams.get("binary_mask_class") if self.task is not None else None
         self.binary_mask_class: str = binary_mask_name(binary_mask_class or stored)
         if match_radiometry is None:
@@ -352,12 +361,22 @@ class Predictor:
             candidates = [*self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
                                                          max_new_tokens=self.max_new_tokens, beams=self.beams,
                                                          length_penalty=self.length_penalty, encoded=encoded)]
+            if self.mask_prefixes:
+                prefixes = [mask_prefixes(self._summary(logit)) if logit is not None else [] for logit in mask_logits]
+                guided = self.model.prefixed_captions(image_a, image_b, prefixes, instruction=self.instructions[0],
+                                                      max_new_tokens=self.max_new_tokens, encoded=encoded)
+                candidates = [[*more, *g] for more, g in zip(candidates, guided, strict=True)]
             if self.samples:
                 samples = self.model.caption_samples(image_a, image_b, instructions=self.instructions,
                                                      samples=self.samples, temperature=self.temperature,
                                                      max_new_tokens=self.max_new_tokens, seed=self.sample_seed,
                                                      encoded=encoded)
         return list(zip(captions, mask_logits, candidates, samples, strict=True))
+
+    def _summary(self, logit: torch.Tensor) -> MaskSummary:
+        """The summary of the mask of ``logit`` ``[C, H, W]`` that consistency-aware decoding checks captions on."""
+        mask = class_mask(logit.float().cpu()).numpy().astype(np.uint8)
+        return summarize_mask(mask, self.mask_classes, change_share=self.change_share)
 
     def _result(
         self, name: str, size: tuple[int, int], caption: str | None, logit: torch.Tensor | None, probability: bool,

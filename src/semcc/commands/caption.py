@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--change-share", type=float, default=None,
                    help="the share of the mask's pixels from which it says 'changed', for --decoding consistent "
                    "and the consistency report, in (0, 1] (default: the run's, else 0.005)")
+    p.add_argument("--mask-prefixes", action=argparse.BooleanOptionalAction, default=None,
+                   help="for --decoding consistent: the model's caption continued from openings that say the count "
+                   "and class of what the mask marks ('two houses') joins the candidates (default: the run's "
+                   "model.evaluation.mask_prefixes, else off)")
     p.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
                    help="match the two dates' per-channel mean and standard deviation before the model (against "
                    "illumination, haze, season and sensor shifts; default: the run's "
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
-        match_radiometry=args.match_radiometry,
+        mask_prefixes=args.mask_prefixes, match_radiometry=args.match_radiometry,
     )
     name = args.before.stem
     result = predictor.predict(before, after, names=[name])
@@ -140,7 +144,7 @@ def _run_scene(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
-        match_radiometry=args.match_radiometry,
+        mask_prefixes=args.mask_prefixes, match_radiometry=args.match_radiometry,
     )
     result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,
                            max_region_captions=max_captions)

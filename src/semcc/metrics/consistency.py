@@ -29,6 +29,9 @@ count or the place): consistency-aware decoding (``Predictor(decoding="consisten
 sampled from the model (``samples``), :func:`choose_consistent` breaks ties among the captions the mask confirms
 equally well by minimum Bayes risk (:func:`expected_similarity` to the samples): greedy and beam search return the
 model's most probable sentence, which can be one generic caption for many pairs while the samples name what changed.
+:func:`mask_prefixes` (0.16) lets the mask write the opening of more candidates, its count and class ("two houses"),
+which the model continues (``SemanticCC.prefixed_captions``): the change detection of Eq. 6 guides the caption of
+Eq. 7.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "consistency_rank",
     "expected_similarity",
     "mask_class_names",
+    "mask_prefixes",
 ]
 
 #: Claim classes whose changed pixels a change mask marks (what a caption's count and place can be checked on).
@@ -60,6 +64,11 @@ MASKED_CLASSES = frozenset({"building", "road"})
 KINDS = ("change", "class", "count", "place")
 #: The name of a binary mask that marks any change (building and road together).
 ANY_CHANGE = "change"
+#: The nouns of :func:`mask_prefixes` per masked class, (singular, plural), most frequent in LEVIR-CC first.
+PREFIX_NOUNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "building": (("house", "houses"), ("building", "buildings")),
+    "road": (("new road", "roads"),),
+}
 _PLURAL = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "bareland": "bare land",
            "water": "water", "parking": "parking", "other": "other objects"}
 
@@ -238,6 +247,38 @@ def consistency_rank(candidates: Sequence[str], mask: MaskSummary, utility: Sequ
     score = utility if utility is not None else [r.checks - len(r.disagreements) for r in reports]
     key = [(*r.severity(), -r.change_confirmed, -score[i], i) for i, r in enumerate(reports)]
     return sorted(range(len(candidates)), key=lambda i: key[i])
+
+
+def _count_words(n: int) -> tuple[str, ...]:
+    """The count words of a prefix for ``n`` objects, as LEVIR-CC's captions and the count scores use them
+    (:data:`semcc.metrics.caption_rules.VAGUE_COUNTS`): a, two, three, several / some (4 or 5), many (6 or more)."""
+    return {1: ("a",), 2: ("two",), 3: ("three",)}.get(n, ("several", "some") if n <= 5 else ("many",))
+
+
+def mask_prefixes(mask: MaskSummary) -> list[str]:
+    """Caption openings that say what a predicted mask shows: the count and class of each class it marks apart
+    (:data:`PREFIX_NOUNS`: building, road) with components, e.g. ``["two houses", "two buildings"]`` for a
+    building-change mask with two components, ``["several houses", "some buildings"]`` for four.
+
+    Beyond the paper (issue 13): mask-guided candidates for consistency-aware decoding (``mask_prefixes`` of the
+    evaluation settings and of :class:`semcc.inference.Predictor`). The model writes the rest of each caption (the
+    direction, the place, what stood there before) from the same visual tokens as its free caption
+    (``SemanticCC.prefixed_captions``), so that the change detection of Eq. 6 guides the caption of Eq. 7 where
+    a random-init caption head says one frequent sentence whatever changed. Empty for a mask that shows no change
+    and for a binary mask of any change (its class is unknown); one count and noun each in turn, up to two per
+    class."""
+    if not mask.changed or _covered(mask) is None:
+        return []
+    out: list[str] = []
+    for region in mask.regions:
+        if region.cls not in PREFIX_NOUNS or region.components < 1:
+            continue
+        words = _count_words(region.components)
+        nouns = PREFIX_NOUNS[region.cls]
+        for i in range(max(len(words), len(nouns))):
+            word, (one, many) = words[i % len(words)], nouns[i % len(nouns)]
+            out.append(f"{word} {one if region.components == 1 else many}")
+    return list(dict.fromkeys(out))
 
 
 def binary_mask_name(binary: str | None) -> str:

@@ -393,17 +393,34 @@ class ChangeCaptionHead(nn.Module):
     @torch.no_grad()
     def generate_from_visual(
         self, vis: torch.Tensor, instructions: Sequence[str], max_new_tokens: int | None = None, beams: int = 1,
-        length_penalty: float = 1.0,
+        length_penalty: float = 1.0, prefixes: Sequence[str] | None = None,
     ) -> list[str]:
         """Greedy captions for visual tokens ``[N, T, H]`` and one instruction per row (left padding); with
         ``beams > 1``, the ``beams`` best of a beam search per row (``N * beams`` captions, row by row), ranked
         by the sum of their token log-probabilities divided by ``length ** length_penalty`` (transformers' beam
-        score: 1, its default, ranks by the mean and so favours longer captions than 0, the sum)."""
+        score: 1, its default, ranks by the mean and so favours longer captions than 0, the sum).
+
+        ``prefixes`` (one per row): each caption starts with its row's prefix, placed after the prompt as the
+        caption's first words, and the model writes the rest (the prefix counts towards ``max_new_tokens``); the
+        prefix is returned as the tokenizer reads it back (a word tokenizer lowercases it)."""
         if beams < 1:
             raise ValueError(f"beams must be >= 1, got {beams}")
-        embeds, mask, _ = self._sequences(vis, instructions, None, left_pad=True)
+        tails = heads = None
+        if prefixes is not None:
+            if len(prefixes) != len(instructions):
+                raise ValueError(f"{len(prefixes)} prefixes for {len(instructions)} rows")
+            tok = self._tok()
+            tails = [tok(p, add_special_tokens=False).input_ids for p in prefixes]
+            heads = [tok.decode(ids, skip_special_tokens=True).strip() for ids in tails]
+        embeds, mask, _ = self._sequences(vis, instructions, tails, left_pad=True)
         search = {"num_beams": beams, "length_penalty": float(length_penalty)} if beams > 1 else {"num_beams": 1}
-        return self._generate(embeds, mask, max_new_tokens, do_sample=False, num_return_sequences=beams, **search)
+        new_tokens = max_new_tokens or self.max_new_tokens
+        if tails is not None:
+            new_tokens = max(1, new_tokens - max(len(t) for t in tails))
+        out = self._generate(embeds, mask, new_tokens, do_sample=False, num_return_sequences=beams, **search)
+        if heads is None:
+            return out
+        return [f"{heads[i // beams]} {caption}".strip() for i, caption in enumerate(out)]
 
     def _generate(self, embeds: torch.Tensor, mask: torch.Tensor, max_new_tokens: int | None,
                   **options: Any) -> list[str]:
@@ -449,6 +466,40 @@ class ChangeCaptionHead(nn.Module):
         flat = self.generate_from_visual(*self._per_prompt(vis, prompts), max_new_tokens, beams=beams,
                                          length_penalty=length_penalty)
         return [flat[i * k : (i + 1) * k] for i in range(b)]
+
+    def prefixed_candidates(
+        self,
+        f_cc_1: torch.Tensor,
+        f_cc_2: torch.Tensor,
+        prefixes: Sequence[Sequence[str]],
+        instruction: str | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[list[str]]:
+        """Captions that open with given words, ``[B][len(prefixes[b])]``: for each pair, the greedy caption of
+        ``instruction`` (default: the first of ``DEFAULT_INSTRUCTIONS``) continued from each of its prefixes
+        (:meth:`generate_from_visual`), all pairs in one batched generate. Beyond the paper: the mask-guided
+        candidates of consistency-aware decoding (:func:`semcc.metrics.consistency.mask_prefixes`).
+
+        A prefix with a word the tokenizer does not know (its unknown token: a word tokenizer built on other
+        captions) gives no caption: the model was never trained to continue it."""
+        if len(prefixes) != f_cc_1.shape[0]:
+            raise ValueError(f"{len(prefixes)} prefix lists for a batch of {f_cc_1.shape[0]}")
+        tok = self._tok()
+        if tok.unk_token_id is not None:
+            prefixes = [[p for p in pair if tok.unk_token_id not in tok(p, add_special_tokens=False).input_ids]
+                        for pair in prefixes]
+        rows = [i for i, pair in enumerate(prefixes) for _ in pair]
+        if not rows:
+            return [[] for _ in prefixes]
+        with torch.no_grad():
+            vis = self.visual_tokens(f_cc_1, f_cc_2)[torch.tensor(rows, device=f_cc_1.device)]
+        flat = self.generate_from_visual(vis, [instruction or DEFAULT_INSTRUCTIONS[0]] * len(rows), max_new_tokens,
+                                         prefixes=[p for pair in prefixes for p in pair])
+        out, start = [], 0
+        for pair in prefixes:
+            out.append(flat[start : start + len(pair)])
+            start += len(pair)
+        return out
 
     @torch.no_grad()
     def sample_candidates(

@@ -219,6 +219,28 @@ class SemanticCC(nn.Module):
                                               max_new_tokens=max_new_tokens, seed=seed)
 
     @torch.no_grad()
+    def prefixed_captions(
+        self,
+        image_a: torch.Tensor,
+        image_b: torch.Tensor,
+        prefixes: Sequence[Sequence[str]],
+        *,
+        instruction: str | None = None,
+        max_new_tokens: int | None = None,
+        encoded: BiTemporalFeatures | None = None,
+    ) -> list[list[str]]:
+        """Per pair, its greedy caption continued from each of its ``prefixes`` (``[B][len(prefixes[b])]``;
+        ``ChangeCaptionHead.prefixed_candidates``): the mask-guided candidates of consistency-aware decoding
+        (:func:`semcc.metrics.consistency.mask_prefixes`). ``encoded``: the encoder's output for these images, if
+        already computed (see :meth:`features`)."""
+        if self.cc_head is None:
+            raise ValueError("this model has no cc_head: it cannot caption")
+        if not any(prefixes):
+            return [[] for _ in prefixes]
+        _, cc = self.features(image_a, image_b, encoded=encoded)
+        return self.cc_head.prefixed_candidates(*cc, prefixes, instruction=instruction, max_new_tokens=max_new_tokens)
+
+    @torch.no_grad()
     def predict(
         self,
         image_a: torch.Tensor,

@@ -77,6 +77,13 @@ class EvalConfig:
             :data:`semcc.metrics.truth.MASK_CHANGE_SHARE` (0.005). Lower catches changes the CD head marks only in
             part (a house under-segmented) and costs false changes where look-alike changes leave specks
             (``benchmarks/README.md``, "The mask's change threshold").
+        mask_prefixes: with ``decoding="consistent"``, mask-guided candidates join each pair's candidates: the
+            model's greedy caption continued from openings that say the count and class of what the predicted mask
+            marks (:func:`semcc.metrics.consistency.mask_prefixes`: "two houses", "two buildings" for a building
+            mask of two components; none where the mask shows no change or marks any change without a class).
+            Beyond the paper: the change detection guides what the caption names and how many; the model still
+            writes the direction, the place and the rest. A third caption pass, on the pairs whose mask marks a
+            change.
         match_radiometry: beyond the paper: match the two dates' per-channel mean and standard deviation before the
             encoder in validation, test and prediction (:func:`semcc.models.radiometry.match_radiometry`, relative
             radiometric normalisation), whatever the encoder's own ``match_radiometry`` did in training; ``None``
@@ -106,6 +113,7 @@ class EvalConfig:
     sample_seed: int = 0
     no_change_candidate: bool = True
     change_share: float = MASK_CHANGE_SHARE
+    mask_prefixes: bool = False
     match_radiometry: bool | None = None
     reference_nll: bool = True
 
@@ -123,7 +131,7 @@ class EvalConfig:
     #: What a checkpoint keeps of the evaluation settings (the others are options of each run, so that, say,
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
     STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "length_penalty", "samples",
-              "temperature", "sample_seed", "no_change_candidate", "change_share", "match_radiometry")
+              "temperature", "sample_seed", "no_change_candidate", "change_share", "mask_prefixes", "match_radiometry")
 
 
 class Evaluator(nn.Module):

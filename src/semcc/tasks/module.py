@@ -28,7 +28,7 @@ import lightning as L
 import torch
 
 from semcc.data.text import INSTRUCTIONS, NO_CHANGE_SENTENCES, is_no_change
-from semcc.metrics.consistency import binary_mask_name, choose_consistent, mask_class_names
+from semcc.metrics.consistency import binary_mask_name, choose_consistent, mask_class_names, mask_prefixes
 from semcc.metrics.report import write_report
 from semcc.metrics.truth import summarize_mask
 from semcc.models.cd_head import class_mask
@@ -257,7 +257,8 @@ class SemanticCCTask(L.LightningModule):
         """Mask logits and greedy captions of ``batch`` from one encoder pass (the ensemble when configured); with
         ``evaluation.decoding="consistent"`` each caption is the candidate that agrees best with its pair's mask
         (:func:`semcc.metrics.consistency.choose_consistent`, a second caption pass; with ``evaluation.samples``, a
-        third that draws captions for the minimum-Bayes-risk choice). ``encoded``: the encoder's
+        third that draws captions for the minimum-Bayes-risk choice; with ``evaluation.mask_prefixes``, one more for
+        the mask-guided candidates). ``encoded``: the encoder's
         output for the batch, if already computed."""
         bs, ensemble = batch["image_a"].shape[0], self.evaluation.ensemble
         mask_logits, captions = self.model.predict(
@@ -282,9 +283,15 @@ class SemanticCCTask(L.LightningModule):
             classes = self.mask_classes
             extra = self.no_change_candidates()
             share = self.evaluation.change_share
-            captions = [choose_consistent(c, more, summarize_mask(m, classes, change_share=share), no_change=extra,
-                                          samples=drawn)[0]
-                        for c, more, m, drawn in zip(captions, candidates, masks, samples, strict=True)]
+            summaries = [summarize_mask(m, classes, change_share=share) for m in masks]
+            if self.evaluation.mask_prefixes:
+                guided = self.model.prefixed_captions(
+                    batch["image_a"], batch["image_b"], [mask_prefixes(s) for s in summaries],
+                    instruction=self.instructions[0], max_new_tokens=self.evaluation.max_new_tokens, encoded=encoded,
+                )
+                candidates = [[*more, *g] for more, g in zip(candidates, guided, strict=True)]
+            captions = [choose_consistent(c, more, s, no_change=extra, samples=drawn)[0]
+                        for c, more, s, drawn in zip(captions, candidates, summaries, samples, strict=True)]
         return mask_logits, captions
 
     @property
