@@ -7,7 +7,8 @@ and once with ``decoding="consistent"`` (once per ``--change-share``, the mask's
 more per ``--samples`` value, with that many captions drawn from the model joining the candidates and deciding ties
 by minimum Bayes risk; once more per ``--length-penalty`` value, the beams ranked with it; once more with
 ``--mask-prefixes`` or ``--no-mask-prefixes``, the mask-guided candidates on or off), and prints one row each
-(:func:`_common.score_predictor`): captions right about change, the semantic scores, changed-pair BLEU-4 and CIDEr,
+(:func:`_common.score_predictor`): captions right about change, the semantic scores (change-type F1 also per class:
+building, road, trees), changed-pair BLEU-4 and CIDEr,
 how varied the changed pairs' captions are (``caption_diversity``: the share of distinct captions and the share given
 the most frequent one), overall CIDEr, the share of pairs whose caption agrees with the mask, and the time.
 
@@ -27,6 +28,9 @@ COLUMNS = {
     "decoding": "decoding",
     "change_accuracy": "right about change",
     "sem_type_f1_macro": "type F1",
+    "sem_type_f1_building": "type F1: building",
+    "sem_type_f1_road": "type F1: road",
+    "sem_type_f1_vegetation": "type F1: trees",
     "sem_count_accuracy": "count acc.",
     "sem_location_accuracy": "location acc.",
     "sem_hallucination_rate": "hallucination",

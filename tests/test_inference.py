@@ -114,7 +114,12 @@ def test_real_pair_caption_is_resized_and_mask_is_full_size(predictor: Predictor
     # caption: the pair resized (bilinear, antialiased) to the model's 64 px, one encoder pass
     a, b = (_normalize(to_rgb(p), predictor) for p in real_pair)
     small = [F.interpolate(x[None], size=(64, 64), mode="bilinear", antialias=True) for x in (a, b)]
-    assert result.caption == _direct(predictor, *small)[1][0]
+    greedy = _direct(predictor, *small)[1][0]
+    assert Predictor(predictor.task, decoding="greedy").predict(*real_pair).caption == greedy
+    if predictor.decoding == "consistent":  # tiny's: the greedy caption is a candidate, the mask may prefer another
+        assert greedy in result.candidates and result.caption == result.candidates[0]
+    else:
+        assert result.caption == greedy
     # mask: with overlap 0 the 4 x 4 windows tile the pair and each pixel is its window's direct logit
     tiled = Predictor(predictor.task, overlap=0.0).predict(*real_pair, logits=True)
     windows = [(t, x) for t in range(0, 256, 64) for x in range(0, 256, 64)]
@@ -270,12 +275,13 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     mask = np.array(Image.open(mask_path))
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     assert Image.open(overlay_path).width == 3 * 256 + 16
-    assert report["samples"] == 0 and report["match_radiometry"] is True  # tiny.yaml's
+    assert report["samples"] == 0 and report["match_radiometry"] is True and report["mask_prefixes"] is True  # tiny's
     plain = tmp_path / "plain"
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(plain),
-                 "--no-match-radiometry"]) == 0
+                 "--no-match-radiometry", "--no-mask-prefixes"]) == 0
     capsys.readouterr()
-    assert json.loads((plain / "train_000016.json").read_text())["match_radiometry"] is False
+    unguided = json.loads((plain / "train_000016.json").read_text())
+    assert unguided["match_radiometry"] is False and unguided["mask_prefixes"] is False
     sampled = tmp_path / "sampled"
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(sampled),
                  "--samples", "4", "--temperature", "1.0"]) == 0

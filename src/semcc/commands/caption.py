@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"disagreement ({kind}): {note}")
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
               "decoding": predictor.decoding, "samples": predictor.samples, "change_share": predictor.change_share,
-              "match_radiometry": predictor.match_radiometry}
+              "mask_prefixes": predictor.mask_prefixes, "match_radiometry": predictor.match_radiometry}
     json_path = args.out / f"{name}.json"
     tmp = json_path.with_name(f".{json_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
