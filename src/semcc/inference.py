@@ -319,7 +319,7 @@ class Predictor:
     @torch.no_grad()
     def _predict_batch(
         self, pairs: list[tuple[torch.Tensor, torch.Tensor]], probability: bool, logits: bool
-    ) -> list[tuple[str | None, torch.Tensor | None, list[str] | None, list[str]]]:
+    ) -> list[tuple[str | None, torch.Tensor | None, list[str] | None, list[str], MaskSummary | None]]:
         s = self.input_size
         has_cc, has_cd = self.model.cc_head is not None, self.model.cd_head is not None
         exact = [i for i, (a, _) in enumerate(pairs) if tuple(a.shape[-2:]) == (s, s)]
@@ -354,33 +354,37 @@ class Predictor:
                 mask_logits[i] = logit
         candidates: list[list[str] | None] = [None] * len(pairs)
         samples: list[list[str]] = [[] for _ in pairs]
+        summaries: list[MaskSummary | None] = [None] * len(pairs)
         if self.decoding == "consistent" and has_cc and has_cd:
             image_a = torch.stack([self._resized(a) for a, _ in pairs]).to(self.device)
             image_b = torch.stack([self._resized(b) for _, b in pairs]).to(self.device)
             encoded = self.model.encode(image_a, image_b)
+            prefixes = None
+            if self.mask_prefixes:  # summarised once: the guided candidates' openings and, in _result, the choice
+                summaries = [self._summary(x) if x is not None else None for x in mask_logits]
+                prefixes = [mask_prefixes(m) if m is not None else [] for m in summaries]
             candidates = [*self.model.caption_candidates(image_a, image_b, instructions=self.instructions,
                                                          max_new_tokens=self.max_new_tokens, beams=self.beams,
-                                                         length_penalty=self.length_penalty, encoded=encoded)]
-            if self.mask_prefixes:
-                prefixes = [mask_prefixes(self._summary(logit)) if logit is not None else [] for logit in mask_logits]
-                guided = self.model.prefixed_captions(image_a, image_b, prefixes, instruction=self.instructions[0],
-                                                      max_new_tokens=self.max_new_tokens, encoded=encoded)
-                candidates = [[*more, *g] for more, g in zip(candidates, guided, strict=True)]
+                                                         length_penalty=self.length_penalty, encoded=encoded,
+                                                         prefixes=prefixes)]
             if self.samples:
                 samples = self.model.caption_samples(image_a, image_b, instructions=self.instructions,
                                                      samples=self.samples, temperature=self.temperature,
                                                      max_new_tokens=self.max_new_tokens, seed=self.sample_seed,
                                                      encoded=encoded)
-        return list(zip(captions, mask_logits, candidates, samples, strict=True))
+        return list(zip(captions, mask_logits, candidates, samples, summaries, strict=True))
 
     def _summary(self, logit: torch.Tensor) -> MaskSummary:
         """The summary of the mask of ``logit`` ``[C, H, W]`` that consistency-aware decoding checks captions on."""
-        mask = class_mask(logit.float().cpu()).numpy().astype(np.uint8)
+        return self._summary_of(class_mask(logit.float().cpu()).numpy().astype(np.uint8))
+
+    def _summary_of(self, mask: np.ndarray) -> MaskSummary:
         return summarize_mask(mask, self.mask_classes, change_share=self.change_share)
 
     def _result(
         self, name: str, size: tuple[int, int], caption: str | None, logit: torch.Tensor | None, probability: bool,
         logits: bool, candidates: list[str] | None = None, samples: Sequence[str] = (),
+        summary: MaskSummary | None = None,
     ) -> PairPrediction:
         result = PairPrediction(name=name, size=size, caption=caption, mask=None)
         if logit is None:
@@ -389,7 +393,7 @@ class Predictor:
         result.mask = class_mask(logit).numpy().astype(np.uint8)
         if caption is not None:
             # once: for the choice and the report
-            summary = summarize_mask(result.mask, self.mask_classes, change_share=self.change_share)
+            summary = summary if summary is not None else self._summary_of(result.mask)
             if candidates is not None:
                 result.caption, result.candidates = choose_consistent(caption, candidates, summary,
                                                                       no_change=self.no_change_candidates,
@@ -437,9 +441,10 @@ class Predictor:
                 sizes.append((int(a.shape[0]), int(a.shape[1])))
             with self.radiometry():
                 outputs = self._predict_batch(pairs, probability, logits)
-            for i, size, (caption, logit, candidates, samples) in zip(indices, sizes, outputs, strict=True):
+            for i, size, (caption, logit, candidates, samples, summary) in zip(indices, sizes, outputs, strict=True):
                 name = names[i] if names is not None else image_name(befores[i], i)
-                results.append(self._result(name, size, caption, logit, probability, logits, candidates, samples))
+                results.append(self._result(name, size, caption, logit, probability, logits, candidates, samples,
+                                            summary))
         return results[0] if single else results
 
 

@@ -185,16 +185,18 @@ class SemanticCC(nn.Module):
         beams: int = 1,
         length_penalty: float = 1.0,
         encoded: BiTemporalFeatures | None = None,
+        prefixes: Sequence[Sequence[str]] | None = None,
     ) -> list[list[str]]:
         """Candidate captions per pair (``[B][K * beams]``): for each prompt of ``instructions`` (default: the four
         paper prompts) its greedy caption, or its ``beams`` best beams, ranked with ``length_penalty``
-        (``ChangeCaptionHead.generate_candidates``).
+        (``ChangeCaptionHead.generate_candidates``); with ``prefixes`` (a list per pair), then the pair's
+        :meth:`prefixed_captions` of the first prompt, from the same visual tokens.
         ``encoded``: the encoder's output for these images, if already computed (see :meth:`features`)."""
         if self.cc_head is None:
             raise ValueError("this model has no cc_head: it cannot caption")
         _, cc = self.features(image_a, image_b, encoded=encoded)
         return self.cc_head.generate_candidates(*cc, prompts=instructions, max_new_tokens=max_new_tokens, beams=beams,
-                                                length_penalty=length_penalty)
+                                                length_penalty=length_penalty, prefixes=prefixes)
 
     @torch.no_grad()
     def caption_samples(
@@ -235,8 +237,6 @@ class SemanticCC(nn.Module):
         already computed (see :meth:`features`)."""
         if self.cc_head is None:
             raise ValueError("this model has no cc_head: it cannot caption")
-        if not any(prefixes):
-            return [[] for _ in prefixes]
         _, cc = self.features(image_a, image_b, encoded=encoded)
         return self.cc_head.prefixed_candidates(*cc, prefixes, instruction=instruction, max_new_tokens=max_new_tokens)
 

@@ -267,10 +267,14 @@ class SemanticCCTask(L.LightningModule):
             max_new_tokens=self.evaluation.max_new_tokens, ensemble=ensemble, encoded=encoded,
         )
         if self.evaluation.decoding == "consistent" and mask_logits is not None and captions is not None:
+            masks = class_mask(mask_logits).cpu().numpy()
+            classes, share = self.mask_classes, self.evaluation.change_share
+            summaries = [summarize_mask(m, classes, change_share=share) for m in masks]
             candidates = self.model.caption_candidates(
                 batch["image_a"], batch["image_b"], instructions=self.instructions,
                 max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams,
                 length_penalty=self.evaluation.length_penalty, encoded=encoded,
+                prefixes=[mask_prefixes(s) for s in summaries] if self.evaluation.mask_prefixes else None,
             )
             samples: list[list[str]] = [[] for _ in captions]
             if self.evaluation.samples:
@@ -279,17 +283,7 @@ class SemanticCCTask(L.LightningModule):
                     samples=self.evaluation.samples, temperature=self.evaluation.temperature,
                     max_new_tokens=self.evaluation.max_new_tokens, seed=self.evaluation.sample_seed, encoded=encoded,
                 )
-            masks = class_mask(mask_logits).cpu().numpy()
-            classes = self.mask_classes
             extra = self.no_change_candidates()
-            share = self.evaluation.change_share
-            summaries = [summarize_mask(m, classes, change_share=share) for m in masks]
-            if self.evaluation.mask_prefixes:
-                guided = self.model.prefixed_captions(
-                    batch["image_a"], batch["image_b"], [mask_prefixes(s) for s in summaries],
-                    instruction=self.instructions[0], max_new_tokens=self.evaluation.max_new_tokens, encoded=encoded,
-                )
-                candidates = [[*more, *g] for more, g in zip(candidates, guided, strict=True)]
             captions = [choose_consistent(c, more, s, no_change=extra, samples=drawn)[0]
                         for c, more, s, drawn in zip(captions, candidates, summaries, samples, strict=True)]
         return mask_logits, captions
