@@ -18,6 +18,7 @@ import _common  # noqa: E402
 import augment_speed  # noqa: E402
 import change_probe  # noqa: E402
 import components  # noqa: E402
+import consistent_decoding  # noqa: E402
 import fit_tiny  # noqa: E402
 import neck_gates  # noqa: E402
 import train_step  # noqa: E402
@@ -237,3 +238,27 @@ def test_change_probe_fits_on_train_pairs_and_reads_the_caption_branch(tmp_path:
     assert json.loads((tmp_path / "p.json").read_text())["rows"] == out
     with pytest.raises(SystemExit):
         change_probe.main(["--ckpt", str(tiny_checkpoint), "--root", str(tmp_path), "--json", ""])
+
+
+def test_consistent_decoding_prints_one_row_per_decoding(tmp_path: Path, tiny_checkpoint: Path, synth_root: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """benchmarks/consistent_decoding.py: greedy, the checkpoint's consistent decoding, and one more row each for
+    --no-mask-prefixes and --no-road-shapes (the rows not set otherwise keep the run's settings, tiny's: guided,
+    road shapes apart), scored by the real caption metrics and the semantic scores."""
+    root = str(synth_root / "LEVIR-CC")
+    rows = consistent_decoding.main(["--ckpt", str(tiny_checkpoint), "--root", root, "--split", "test",
+                                     "--no-mask-prefixes", "--no-road-shapes", "--json", str(tmp_path / "c.json")])
+    assert [r["decoding"] for r in rows] == [
+        "greedy", "consistent (mask-guided) (road shapes apart)",
+        "consistent, mask-guided candidates off (road shapes apart)",
+        "consistent, mask-guided candidates off, road shapes counted"]
+    for row in rows:
+        assert 0.0 <= row["change_accuracy"] <= 1.0 and 0.0 <= row["consistent_share"] <= 1.0
+        assert 0.0 <= row["bleu_4"] <= 1.0 and row["seconds"] > 0
+    out = capsys.readouterr().out
+    assert "| decoding | right about change |" in out
+    written = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert [r["decoding"] for r in written] == [r["decoding"] for r in rows]
+    assert [r["bleu_4"] for r in written] == [r["bleu_4"] for r in rows]
+    with pytest.raises(SystemExit):
+        consistent_decoding.main(["--ckpt", str(tiny_checkpoint), "--root", str(tmp_path)])

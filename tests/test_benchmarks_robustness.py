@@ -43,12 +43,14 @@ def test_robustness_table_has_one_row_per_strength(tiny_checkpoint: Path, tmp_pa
     assert sets == ["seed101-nuisance0-pairs4-size64", "seed101-nuisance0.5-pairs4-size64"]
     stamp = (tmp_path / "work" / sets[0] / "synthlevir.json").stat().st_mtime_ns
     assert data["mask_prefixes"] is True and "mask-guided candidates" in data["title"]  # the tiny fit's setting
-    robustness.main([*argv[:-2], "--nuisance", "0", "--no-match-radiometry", "--no-mask-prefixes",
+    assert data["road_shapes"] is True and "road shapes apart" in data["title"]
+    robustness.main([*argv[:-2], "--nuisance", "0", "--no-match-radiometry", "--no-mask-prefixes", "--no-road-shapes",
                      "--json", str(tmp_path / "again.json")])
     assert (tmp_path / "work" / sets[0] / "synthlevir.json").stat().st_mtime_ns == stamp
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["match_radiometry"] is False and "radiometry" not in again["title"]
     assert again["mask_prefixes"] is False and "mask-guided" not in again["title"]
+    assert again["road_shapes"] is False and "road shapes" not in again["title"]
     with pytest.raises(SystemExit):
         robustness.main([*argv, "--nuisance", "2.5"])
     with pytest.raises(SystemExit):

@@ -276,12 +276,14 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     assert mask.shape == (256, 256) and set(np.unique(mask)) <= {0, 255}
     assert Image.open(overlay_path).width == 3 * 256 + 16
     assert report["samples"] == 0 and report["match_radiometry"] is True and report["mask_prefixes"] is True  # tiny's
+    assert report["road_shapes"] is True and all("road_shaped" in r for r in report["mask"]["regions"])
     plain = tmp_path / "plain"
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(plain),
-                 "--no-match-radiometry", "--no-mask-prefixes"]) == 0
+                 "--no-match-radiometry", "--no-mask-prefixes", "--no-road-shapes"]) == 0
     capsys.readouterr()
     unguided = json.loads((plain / "train_000016.json").read_text())
     assert unguided["match_radiometry"] is False and unguided["mask_prefixes"] is False
+    assert unguided["road_shapes"] is False
     sampled = tmp_path / "sampled"
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(sampled),
                  "--samples", "4", "--temperature", "1.0"]) == 0

@@ -252,7 +252,7 @@ def test_consistent_decoding_with_mask_guided_candidates(synth_root: Path, synth
     from semcc.models.cd_head import class_mask
     from semcc.tasks.evaluator import EvalConfig
 
-    assert "mask_prefixes" in EvalConfig.STORED
+    assert "mask_prefixes" in EvalConfig.STORED and "road_shapes" in EvalConfig.STORED
     dm = _data(synth_root, synth_config, tmp_path)
     task = _task(dm, evaluation={"decoding": "consistent", "mask_prefixes": True}, binary_mask_class="building").eval()
     with torch.no_grad():  # a random CD head marks nothing: shift its logits so that every mask marks a building

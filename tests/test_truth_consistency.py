@@ -575,6 +575,51 @@ def test_mask_prefixes_say_the_count_and_class_the_mask_marks() -> None:
     assert sorted(mask_prefixes(summary)) == sorted(["a new road", "three houses", "three buildings"])
 
 
+def test_road_shaped_components_are_not_counted_as_buildings() -> None:
+    """``road_shapes``: a building mask's long thin (a straight road) or long sparse (a diagonal road) components are
+    counted apart from its buildings, and the place is the buildings'; compact blocks, short strips and a long but
+    solid block of houses stay buildings; without the option, or for another class, everything counts as before.
+    The consistency check then takes the model's caption of a new road over "a house is built", and the mask-guided
+    openings count the buildings alone."""
+    from semcc.metrics.consistency import choose_consistent, mask_prefixes
+    from semcc.metrics.truth import road_shaped
+
+    assert road_shaped(200, 20, 3000, 256)  # 10 times as long as wide
+    assert road_shaped(120, 140, 3000, 256)  # fills 18% of its box: a diagonal or branching road
+    assert not road_shaped(30, 25, 600, 256)  # a house
+    assert not road_shaped(40, 6, 200, 256)  # thin but short (under 0.2 of the side)
+    assert not road_shaped(196, 83, 6000, 256)  # a long block of houses filling 37% of its box
+    with pytest.raises(ValueError, match="positive"):
+        road_shaped(0, 5, 10, 256)
+
+    mask = _squares(100, [(5, 70, 15, 80), (20, 70, 30, 80)])  # two houses at the top right
+    mask[60:64, 0:100] = 1  # a straight road across the image
+    for i in range(40):  # a diagonal road, one pixel wide: fills 1/40 of its box
+        mask[35 + i // 2, i] = 1
+    building = {1: "building"}
+    plain = summarize_mask(mask, building)
+    shaped = summarize_mask(mask, building, road_shapes=True)
+    assert (plain.regions[0].components, plain.regions[0].road_shaped) == (4, 0)
+    assert (shaped.regions[0].components, shaped.regions[0].road_shaped) == (2, 2)
+    assert shaped.regions[0].place == "top_right" and plain.regions[0].place != "top_right"
+    assert shaped.regions[0].share == plain.regions[0].share and shaped.changed_share == plain.changed_share
+    assert shaped.to_dict()["regions"][0]["road_shaped"] == 2
+    assert mask_prefixes(shaped) == ["two houses", "two buildings"]
+    assert summarize_mask(mask, {1: "change"}, road_shapes=True).regions[0].road_shaped == 0  # any change: as it is
+
+    road_only = np.zeros((100, 100), np.uint8)
+    road_only[:, 40:46] = 1
+    summary = summarize_mask(road_only, building, road_shapes=True)
+    assert summary.changed and summary.regions[0].components == 0 and mask_prefixes(summary) == []
+    road, house = "a new road is built on the sand", "a house is built on the sand"
+    assert check_consistency(road, summary).consistent
+    report = check_consistency(house, summary)
+    assert report.kinds == ("class",) and "shaped like a road" in report.disagreements[0]
+    assert choose_consistent(house, [road], summary)[0] == road  # the road caption wins over the greedy one
+    unshaped = summarize_mask(road_only, building)
+    assert choose_consistent(house, [road], unshaped)[0] == house  # counted as a building, the house caption wins
+
+
 def test_prefixed_captions_continue_the_given_words(tiny_checkpoint: Path, synth_root: Path) -> None:
     """``SemanticCC.prefixed_captions``: per pair one caption per prefix, each opening with it; greedy decoding
     continued from the first words of the model's own greedy caption gives that caption back; the prefix counts
@@ -626,6 +671,8 @@ def test_mask_guided_candidates_join_the_consistent_decoding(tiny_checkpoint: Pa
 
     task = load_task(tiny_checkpoint).eval()
     assert Predictor(task).mask_prefixes == task.evaluation.mask_prefixes
+    assert Predictor(task).road_shapes == task.evaluation.road_shapes is True  # tiny's
+    assert Predictor(task, road_shapes=False).road_shapes is False
     folder = synth_root / "LEVIR-CC" / "images" / "test"
     names = sorted(p.name for p in (folder / "A").iterdir())[:4]
     pairs = ([folder / "A" / n for n in names], [folder / "B" / n for n in names])

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.16.0"
+__version__ = "0.17.0"
 
 #: Public name -> the module that defines it.
 _API = {

@@ -178,6 +178,10 @@ class Predictor:
             the count and class of what the pair's mask marks (:func:`semcc.metrics.consistency.mask_prefixes`, e.g.
             "two houses") joins the candidates (beyond the paper: the mask guides what the caption names). Default:
             the task's ``evaluation.mask_prefixes``, else off.
+        road_shapes: a binary building-change mask's components shaped like a road
+            (:func:`semcc.metrics.truth.road_shaped`) are not counted as buildings by the consistency report, the
+            consistency-aware decoding and the mask-guided openings (beyond the paper, 0.17). Default: the task's
+            ``evaluation.road_shapes``, else off.
         binary_mask_class: what a binary model's mask marks, for the consistency report and decoding:
             ``"building"`` or ``"change"`` (any change). Default: the task's (stored by ``semcc fit``; tiny's is
             ``"building"``), else ``"change"``.
@@ -209,6 +213,7 @@ class Predictor:
         no_change_candidate: bool | None = None,
         change_share: float | None = None,
         mask_prefixes: bool | None = None,
+        road_shapes: bool | None = None,
         binary_mask_class: str | None = None,
         match_radiometry: bool | None = None,
     ) -> None:
@@ -260,6 +265,9 @@ class Predictor:
         if mask_prefixes is None:
             mask_prefixes = _task_setting(task_or_model, "mask_prefixes")
         self.mask_prefixes = bool(mask_prefixes)
+        if road_shapes is None:
+            road_shapes = _task_setting(task_or_model, "road_shapes")
+        self.road_shapes = bool(road_shapes)
         stored = self.task.hparams.get("binary_mask_class") if self.task is not None else None
         self.binary_mask_class: str = binary_mask_name(binary_mask_class or stored)
         if match_radiometry is None:
@@ -379,7 +387,7 @@ class Predictor:
         return self._summary_of(class_mask(logit.float().cpu()).numpy().astype(np.uint8))
 
     def _summary_of(self, mask: np.ndarray) -> MaskSummary:
-        return summarize_mask(mask, self.mask_classes, change_share=self.change_share)
+        return summarize_mask(mask, self.mask_classes, change_share=self.change_share, road_shapes=self.road_shapes)
 
     def _result(
         self, name: str, size: tuple[int, int], caption: str | None, logit: torch.Tensor | None, probability: bool,

@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for --decoding consistent: the model's caption continued from openings that say the count "
                    "and class of what the mask marks ('two houses') joins the candidates (default: the run's "
                    "model.evaluation.mask_prefixes, else off)")
+    p.add_argument("--road-shapes", action=argparse.BooleanOptionalAction, default=None,
+                   help="a building-change mask's components shaped like a road (long and thin) are not counted as "
+                   "buildings by the consistency check and decoding (default: the run's "
+                   "model.evaluation.road_shapes, else off)")
     p.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
                    help="match the two dates' per-channel mean and standard deviation before the model (against "
                    "illumination, haze, season and sensor shifts; default: the run's "
@@ -98,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
-        mask_prefixes=args.mask_prefixes, match_radiometry=args.match_radiometry,
+        mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes, match_radiometry=args.match_radiometry,
     )
     name = args.before.stem
     result = predictor.predict(before, after, names=[name])
@@ -117,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"disagreement ({kind}): {note}")
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
               "decoding": predictor.decoding, "samples": predictor.samples, "change_share": predictor.change_share,
-              "mask_prefixes": predictor.mask_prefixes, "match_radiometry": predictor.match_radiometry}
+              "mask_prefixes": predictor.mask_prefixes, "road_shapes": predictor.road_shapes,
+              "match_radiometry": predictor.match_radiometry}
     json_path = args.out / f"{name}.json"
     tmp = json_path.with_name(f".{json_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -144,7 +149,7 @@ def _run_scene(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
-        mask_prefixes=args.mask_prefixes, match_radiometry=args.match_radiometry,
+        mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes, match_radiometry=args.match_radiometry,
     )
     result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,
                            max_region_captions=max_captions)

@@ -15,6 +15,10 @@ components per class, share of the pixels, place) and lists the disagreements, i
   any change: of all change, compared when the caption names a single countable class);
 * ``place``: the caption's place for a class against the place of the mask's pixels of it.
 
+A building-change mask summarised with ``road_shapes`` (0.17) counts its road-shaped components apart
+(:func:`semcc.metrics.truth.road_shaped`): they are neither buildings a caption must mention nor a count it must
+match, so the model's caption of a new road is not outranked by "a house is built" where the mask marks the road.
+
 A mask tells only about the classes it marks (:attr:`MaskSummary.classes <semcc.metrics.truth.MaskSummary>`):
 a caption that names only other changes (trees removed, over a building-change mask) can be neither confirmed
 nor contradicted by it, so it gets no ``change`` disagreement where the mask is empty; where the mask marks
@@ -195,7 +199,10 @@ def _object_notes(claim: CaptionClaim, mask: MaskSummary, covered: frozenset[str
         checks.append(1)
         region = regions.get(cls)
         if region is None or region.components == 0:
-            notes.append(("class", f"the caption names a change of {_PLURAL[cls]}; the mask marks no {cls} change"))
+            roads = f" (its {region.road_shaped} component(s) shaped like a road are not counted)" if (
+                region is not None and region.road_shaped) else ""
+            notes.append(("class", f"the caption names a change of {_PLURAL[cls]}; the mask marks no {cls} "
+                                   f"change{roads}"))
         else:
             notes += _compare(cls, cls, region, counts, places, checks)
     for cls in sorted(covered - claim.classes):

@@ -84,6 +84,11 @@ class EvalConfig:
             Beyond the paper: the change detection guides what the caption names and how many; the model still
             writes the direction, the place and the rest. A third caption pass, on the pairs whose mask marks a
             change.
+        road_shapes: a binary building-change mask's components shaped like a road (long and thin, or long and
+            sparse: :func:`semcc.metrics.truth.road_shaped`) are not counted as buildings by the consistency check,
+            the consistency-aware decoding and the mask-guided openings (``MaskSummary`` regions keep them in
+            ``road_shaped``). Beyond the paper (0.17): a weak building-change head marks new roads too, and without
+            it "a house is built" outranks the model's own caption of a new road.
         match_radiometry: beyond the paper: match the two dates' per-channel mean and standard deviation before the
             encoder in validation, test and prediction (:func:`semcc.models.radiometry.match_radiometry`, relative
             radiometric normalisation), whatever the encoder's own ``match_radiometry`` did in training; ``None``
@@ -114,6 +119,7 @@ class EvalConfig:
     no_change_candidate: bool = True
     change_share: float = MASK_CHANGE_SHARE
     mask_prefixes: bool = False
+    road_shapes: bool = False
     match_radiometry: bool | None = None
     reference_nll: bool = True
 
@@ -131,7 +137,8 @@ class EvalConfig:
     #: What a checkpoint keeps of the evaluation settings (the others are options of each run, so that, say,
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
     STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "length_penalty", "samples",
-              "temperature", "sample_seed", "no_change_candidate", "change_share", "mask_prefixes", "match_radiometry")
+              "temperature", "sample_seed", "no_change_candidate", "change_share", "mask_prefixes", "road_shapes",
+              "match_radiometry")
 
 
 class Evaluator(nn.Module):

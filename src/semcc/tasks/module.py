@@ -269,7 +269,8 @@ class SemanticCCTask(L.LightningModule):
         if self.evaluation.decoding == "consistent" and mask_logits is not None and captions is not None:
             masks = class_mask(mask_logits).cpu().numpy()
             classes, share = self.mask_classes, self.evaluation.change_share
-            summaries = [summarize_mask(m, classes, change_share=share) for m in masks]
+            shapes = self.evaluation.road_shapes
+            summaries = [summarize_mask(m, classes, change_share=share, road_shapes=shapes) for m in masks]
             candidates = self.model.caption_candidates(
                 batch["image_a"], batch["image_b"], instructions=self.instructions,
                 max_new_tokens=self.evaluation.max_new_tokens, beams=self.evaluation.beams,
