@@ -20,6 +20,7 @@ import change_probe  # noqa: E402
 import components  # noqa: E402
 import consistent_decoding  # noqa: E402
 import fit_tiny  # noqa: E402
+import mask_shapes  # noqa: E402
 import neck_gates  # noqa: E402
 import train_step  # noqa: E402
 from semcc.models import build_semantic_cc  # noqa: E402
@@ -262,3 +263,33 @@ def test_consistent_decoding_prints_one_row_per_decoding(tmp_path: Path, tiny_ch
     assert [r["bleu_4"] for r in written] == [r["bleu_4"] for r in rows]
     with pytest.raises(SystemExit):
         consistent_decoding.main(["--ckpt", str(tiny_checkpoint), "--root", str(tmp_path)])
+
+
+def test_mask_shapes_measures_components_by_kind_of_pair(tmp_path: Path, tiny_checkpoint: Path, synth_root: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """benchmarks/mask_shapes.py: a hand-made mask's components (a house, a straight road, a speck) measured as
+    ``road_shaped`` reads them; on the session's checkpoint one row per kind of pair, whose pairs add up to the
+    split's."""
+    import numpy as np
+
+    mask = np.zeros((100, 100), np.uint8)
+    mask[10:20, 10:18] = 1  # an L-shaped house: fills 3/4 of its box, 1.25 times as long as wide
+    mask[10:15, 14:18] = 0
+    mask[50:54, 0:100] = 1  # a road across the image
+    mask[90, 90] = 1  # a speck: left out
+    shapes = mask_shapes.mask_shapes(mask)
+    assert [c["pixels"] for c in shapes] == [60, 400]
+    assert [c["road_shaped"] for c in shapes] == [False, True]
+    assert shapes[0]["fill"] == 0.75 and shapes[0]["aspect"] == 1.25 and shapes[1]["length"] == 1.0
+    assert mask_shapes.mask_shapes(np.zeros((8, 8), np.uint8)) == []
+    row = mask_shapes.summarize("k", [shapes, []])
+    assert (row["pairs"], row["components"], row["road_shaped"], row["pairs_road_shaped"]) == (2, 2, 1, 1)
+    assert row["fill"] == "0.75 / 0.88 / 1.00" and row["aspect"] == 25.0
+
+    rows = mask_shapes.main(["--ckpt", str(tiny_checkpoint), "--root", str(synth_root / "LEVIR-CC"), "--split", "test",
+                             "--json", str(tmp_path / "m.json")])
+    assert [r["kind"] for r in rows] == list(mask_shapes.KINDS)
+    assert sum(r["pairs"] for r in rows) == 6  # the session's SynthLEVIR test split
+    assert all(0 <= r["pairs_road_shaped"] <= r["pairs"] and r["road_shaped"] <= r["components"] for r in rows)
+    assert "| kind of pair | pairs |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "m.json").read_text())["rows"] == rows

@@ -45,6 +45,7 @@ __all__ = [
     "check_change_share",
     "claim_from_mask",
     "claim_from_synth_event",
+    "component_boxes",
     "connected_components",
     "load_truth",
     "road_shaped",
@@ -137,8 +138,9 @@ def road_shaped(height: int, width: int, pixels: int, side: int) -> bool:
     return pixels / (height * width) <= ROAD_MAX_FILL or long / short >= ROAD_MIN_ASPECT
 
 
-def _component_boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per component 1..n of ``labels``: (pixels, bounding-box height, bounding-box width), index 0 unused."""
+def component_boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per component 1..n of ``labels`` (:func:`connected_components`' output): its pixels, bounding-box height and
+    width, as three ``int64`` arrays indexed by the component's label (index 0 unused)."""
     ys, xs = np.nonzero(labels)
     ids = labels[ys, xs]
     big = np.iinfo(np.int64).max
@@ -223,7 +225,7 @@ def summarize_mask(
         if pixels == 0:
             continue
         labels, n = connected_components(region)
-        sizes, heights, widths = _component_boxes(labels, n)
+        sizes, heights, widths = component_boxes(labels, n)
         objects = sizes[1:] >= min_pixels
         roads = np.zeros(n, dtype=bool)
         if road_shapes and cls == "building":
