@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         elif decoding == "consistent" and predictor.road_shapes:
             row["decoding"] += " (road shapes apart)"
         row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items() if k in COLUMNS})
-        row["seconds"] = round(scores["seconds"], 1)
+        row["seconds"] = round(scores["seconds"], 3)
         rows.append(row)
     pairs = scores["pairs"]
     report(f"consistency-aware decoding on {root} ({args.split}, {pairs} pairs; checkpoint {args.ckpt})", rows,
