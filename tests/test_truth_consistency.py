@@ -190,6 +190,8 @@ def test_consistency_report_disagreements() -> None:
         "the mask has 5 building component(s) that the caption does not mention",
     )
     assert check_consistency("several houses are built at the bottom", five).consistent
+    assert check_consistency("a house is built at the bottom", five).disagreements == (
+        "the caption says 1 building; the mask has 5 building component(s)",)
     none = summarize_mask(np.zeros((100, 100), np.uint8), {1: "change"})
     assert check_consistency("two houses are built", none).disagreements == (
         "the caption says buildings changed; the mask marks 0.00% of the pixels (no change)",)

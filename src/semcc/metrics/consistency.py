@@ -75,6 +75,9 @@ PREFIX_NOUNS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 _PLURAL = {"building": "buildings", "road": "roads", "vegetation": "vegetation", "bareland": "bare land",
            "water": "water", "parking": "parking", "other": "other objects"}
+#: The class's noun for a count of exactly one ("the caption says 1 building").
+_SINGULAR = {"building": "building", "road": "road", "vegetation": "vegetation", "bareland": "bare land",
+             "water": "water", "parking": "parking", "other": "other object"}
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,8 @@ def _compare(cls: str, mask_cls: str, region: RegionSummary, counts: Mapping[str
     span = counts.get(cls)
     checks.append(int(span is not None))
     if span is not None and not _counts_agree(span, (region.components, region.components)):
-        notes.append(("count", f"the caption says {_span_text(span)} {_PLURAL[cls]}; the mask has "
+        noun = _SINGULAR[cls] if span == (1, 1) else _PLURAL[cls]
+        notes.append(("count", f"the caption says {_span_text(span)} {noun}; the mask has "
                                f"{region.components} {mask_cls} component(s)"))
     said_places = {p for p in places.get(cls, ()) if _is_map_place(p)}
     checks.append(int(bool(said_places) and region.place is not None))
