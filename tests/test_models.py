@@ -525,3 +525,26 @@ def test_match_radiometry_removes_a_global_gain_and_offset_but_not_a_change() ->
         symmetric.match_radiometry = False
         g = symmetric(a, b)
         assert not torch.allclose(g.cd_1, g.cd_2, atol=1e-2)
+
+
+def test_widths_that_do_not_fit_are_named_when_the_model_is_built(tok_dir: Path) -> None:
+    from semcc.models import BiTemporalSAMEncoder, ChangeCaptionHead, ChangeDetectionHead, MultiTaskNeck
+    from semcc.models.presets import preset_kwargs
+
+    kw = preset_kwargs("mini", img_size=IMG, tokenizer=str(tok_dir), encoder={"vit": {"out_chans": 32}})
+    encoder = BiTemporalSAMEncoder(**kw["encoder"])
+    cd_width, cc_width = encoder.out_chans, encoder.embed_dim
+    assert cd_width != cc_width  # so that a swapped width is caught
+    fits = {"neck": MultiTaskNeck(**kw["neck"]), "cd_head": ChangeDetectionHead(**kw["cd_head"]),
+            "cc_head": ChangeCaptionHead(**kw["cc_head"])}
+    SemanticCC(encoder, **fits)  # the preset's widths fit
+    wrong_neck = MultiTaskNeck(**{**kw["neck"], "cc_dim": cd_width})
+    with pytest.raises(ValueError, match=rf"neck\.cc_dim is {cd_width} but the encoder's F_cc .* is {cc_width}"):
+        SemanticCC(encoder, **{**fits, "neck": wrong_neck})
+    wrong_cc = ChangeCaptionHead(**{**kw["cc_head"], "vision_width": cc_width + 8})
+    wrong_cd = ChangeDetectionHead(**{**kw["cd_head"], "in_channels": cd_width + 8, "patch_size": 8})
+    with pytest.raises(ValueError) as info:  # every misfit in one message, also without a neck
+        SemanticCC(encoder, None, wrong_cd, wrong_cc)
+    message = str(info.value)
+    assert f"cd_head.in_channels is {cd_width + 8}" in message and f"cc_head.vision_width is {cc_width + 8}" in message
+    assert "cd_head.patch_size is 8" in message and "neck" not in message.split(": ", 1)[1].split(" (set")[0]

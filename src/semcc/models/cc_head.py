@@ -166,6 +166,7 @@ class ChangeCaptionHead(CaptionDecoding, nn.Module):
         self.tokenizer: PreTrainedTokenizerBase | None = tokenizer
 
         # 1. F_cc -> Q-Former vision width
+        self.vision_width = vision_width
         self.vision_proj = nn.Linear(vision_width, qformer.encoder_width)
         self.ln_vision = nn.LayerNorm(qformer.encoder_width)
 

@@ -139,6 +139,7 @@ class ChangeDetectionHead(nn.Module):
         if fusion not in ("cat", "cat_diff"):
             raise ValueError(f"fusion must be 'cat' or 'cat_diff', got {fusion!r}")
         self.num_classes = num_classes
+        self.in_channels = in_channels
         self.patch_size = patch_size
         self.fusion = fusion
         # cat_diff: the absolute difference joins the two maps, and a 1x1 convolution takes the three back to the

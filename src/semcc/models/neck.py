@@ -145,6 +145,7 @@ class MultiTaskNeck(nn.Module):
     ) -> None:
         super().__init__()
         self.inter = inter
+        self.cd_dim, self.cc_dim = cd_dim, cc_dim
         self.units = nn.ModuleList(
             NeckUnit(cd_dim, cc_dim, num_heads, mlp_ratio, inter, dropout, normalize_similarity)
             for _ in range(num_units)

@@ -25,7 +25,7 @@ from semcc.models.encoder import BiTemporalFeatures, BiTemporalSAMEncoder
 from semcc.models.neck import MultiTaskNeck
 from semcc.models.precision import trainable_to_float32
 
-__all__ = ["TASKS", "SemanticCC", "SemanticCCOutput"]
+__all__ = ["TASKS", "SemanticCC", "SemanticCCOutput", "check_widths"]
 
 TASKS: tuple[str, ...] = ("cd", "cc")
 Pair = tuple[torch.Tensor, torch.Tensor]
@@ -45,6 +45,37 @@ class SemanticCCOutput:
     cc_change_loss: torch.Tensor | None = None
 
 
+def check_widths(
+    encoder: nn.Module,
+    neck: nn.Module | None = None,
+    cd_head: nn.Module | None = None,
+    cc_head: nn.Module | None = None,
+) -> None:
+    """Raise ``ValueError`` naming every width that does not fit before a step runs into it.
+
+    F_cd leaves the encoder ``vit.out_chans`` wide and F_cc ``vit.embed_dim`` wide (Sec. III-B); the neck keeps
+    both widths, so its ``cd_dim`` / ``cc_dim``, the CD head's ``in_channels`` and the caption head's
+    ``vision_width`` must equal them, and the CD head's ``patch_size`` the encoder's. Parts that do not
+    declare a width (user modules) are not checked.
+    """
+    cd_width, cc_width = getattr(encoder, "out_chans", None), getattr(encoder, "embed_dim", None)
+    wanted = [
+        ("neck.cd_dim", getattr(neck, "cd_dim", None), cd_width, "the encoder's F_cd (encoder vit.out_chans)"),
+        ("neck.cc_dim", getattr(neck, "cc_dim", None), cc_width, "the encoder's F_cc (encoder vit.embed_dim)"),
+        ("cd_head.in_channels", getattr(cd_head, "in_channels", None), cd_width,
+         "F_cd (encoder vit.out_chans" + (", neck cd_dim)" if neck is not None else ")")),
+        ("cc_head.vision_width", getattr(cc_head, "vision_width", None), cc_width,
+         "F_cc (encoder vit.embed_dim" + (", neck cc_dim)" if neck is not None else ")")),
+        ("cd_head.patch_size", getattr(cd_head, "patch_size", None), getattr(encoder, "patch_size", None),
+         "the encoder's vit.patch_size"),
+    ]
+    wrong = [f"{name} is {have} but {what} is {want}" for name, have, want, what in wanted
+             if have is not None and want is not None and have != want]
+    if wrong:
+        raise ValueError("SemanticCC: the parts' widths do not fit: " + "; ".join(wrong)
+                         + " (set them to the encoder's, in the config's model.model.init_args)")
+
+
 class SemanticCC(nn.Module):
     """Eq. 1 wiring of the four parts; ``neck``, ``cd_head`` or ``cc_head`` may be ``None`` (ablations)."""
 
@@ -58,6 +89,7 @@ class SemanticCC(nn.Module):
         super().__init__()
         if cd_head is None and cc_head is None:
             raise ValueError("SemanticCC needs at least one of cd_head and cc_head")
+        check_widths(encoder, neck, cd_head, cc_head)
         self.encoder = encoder
         self.neck = neck
         self.cd_head = cd_head
