@@ -58,19 +58,13 @@ def check_widths(
     ``vision_width`` must equal them, and the CD head's ``patch_size`` the encoder's. Parts that do not
     declare a width (user modules) are not checked.
     """
-    cd_width, cc_width = getattr(encoder, "out_chans", None), getattr(encoder, "embed_dim", None)
-    wanted = [
-        ("neck.cd_dim", getattr(neck, "cd_dim", None), cd_width, "the encoder's F_cd (encoder vit.out_chans)"),
-        ("neck.cc_dim", getattr(neck, "cc_dim", None), cc_width, "the encoder's F_cc (encoder vit.embed_dim)"),
-        ("cd_head.in_channels", getattr(cd_head, "in_channels", None), cd_width,
-         "F_cd (encoder vit.out_chans" + (", neck cd_dim)" if neck is not None else ")")),
-        ("cc_head.vision_width", getattr(cc_head, "vision_width", None), cc_width,
-         "F_cc (encoder vit.embed_dim" + (", neck cc_dim)" if neck is not None else ")")),
-        ("cd_head.patch_size", getattr(cd_head, "patch_size", None), getattr(encoder, "patch_size", None),
-         "the encoder's vit.patch_size"),
-    ]
-    wrong = [f"{name} is {have} but {what} is {want}" for name, have, want, what in wanted
-             if have is not None and want is not None and have != want]
+    f_cd = ("the encoder's F_cd (encoder vit.out_chans)", getattr(encoder, "out_chans", None))
+    f_cc = ("the encoder's F_cc (encoder vit.embed_dim)", getattr(encoder, "embed_dim", None))
+    patch = ("the encoder's vit.patch_size", getattr(encoder, "patch_size", None))
+    fits = [("neck", neck, "cd_dim", f_cd), ("neck", neck, "cc_dim", f_cc), ("cd_head", cd_head, "in_channels", f_cd),
+            ("cc_head", cc_head, "vision_width", f_cc), ("cd_head", cd_head, "patch_size", patch)]
+    wrong = [f"{name}.{attr} is {have} but {what} is {want}" for name, part, attr, (what, want) in fits
+             if (have := getattr(part, attr, None)) is not None and want is not None and have != want]
     if wrong:
         raise ValueError("SemanticCC: the parts' widths do not fit: " + "; ".join(wrong)
                          + " (set them to the encoder's, in the config's model.model.init_args)")
