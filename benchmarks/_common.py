@@ -123,6 +123,27 @@ def add_levir_captions_argument(parser: argparse.ArgumentParser) -> None:
                         help="LevirCCcaptions.json(.gz) of LEVIR-CC (default: in $SEMCC_LEVIR_DIR)")
 
 
+def add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--root`` (a LEVIR-CC-layout folder with LEVIR-MCI labels, default tiny's SynthLEVIR) and ``--split``."""
+    parser.add_argument("--root", type=Path, default=Path("~/.cache/semcc/synthlevir-tiny/LEVIR-CC"),
+                        help="LEVIR-CC folder with LEVIR-MCI labels (default: the tiny config's SynthLEVIR)")
+    parser.add_argument("--split", default="val")
+
+
+def split_pairs(parser: argparse.ArgumentParser, root: Path, split: str) -> tuple[Path, list[str]]:
+    """``(images/<split> folder, sorted pair file names)`` of ``--root``'s captions file; a parser error naming the
+    folder when it has no captions file or no pairs in the split."""
+    from semcc.data.levir import load_levir_cc_captions
+
+    root = root.expanduser()
+    if not (root / "LevirCCcaptions.json").is_file():
+        parser.error(f"{root}: no LevirCCcaptions.json (run `semcc fit --config configs/tiny.yaml` or `semcc synth`)")
+    names = sorted(e["filename"] for e in load_levir_cc_captions(root / "LevirCCcaptions.json") if e["split"] == split)
+    if not names:
+        parser.error(f"{root}: no pairs in split {split!r}")
+    return root / "images" / split, names
+
+
 def read_levir_images(parser: argparse.ArgumentParser, path: Path | None) -> list[dict]:
     """The ``images`` entries of the captions file ``--captions`` named; a parser error when there is none."""
     if path is None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import add_json_argument, report
+from _common import add_json_argument, add_split_arguments, report, split_pairs
 
 COLUMNS = {
     "kind": "kind of pair",
@@ -80,26 +80,17 @@ def summarize(kind: str, pairs: list[list[dict[str, Any]]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from semcc.data.images import read_label
-    from semcc.data.levir import load_levir_cc_captions
     from semcc.inference import Predictor
     from semcc.metrics.truth import MIN_COMPONENT_SHARE, ROAD_MAX_FILL, ROAD_MIN_ASPECT, ROAD_MIN_LENGTH
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", type=Path, required=True, help="a semcc fit checkpoint")
-    parser.add_argument("--root", type=Path, default=Path("~/.cache/semcc/synthlevir-tiny/LEVIR-CC"),
-                        help="LEVIR-CC folder with LEVIR-MCI labels (default: the tiny config's SynthLEVIR)")
-    parser.add_argument("--split", default="val")
+    add_split_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=16)
     add_json_argument(parser, "mask_shapes.json")
     args = parser.parse_args(argv)
-    root = args.root.expanduser()
-    if not (root / "LevirCCcaptions.json").is_file():
-        parser.error(f"{root}: no LevirCCcaptions.json (run `semcc fit --config configs/tiny.yaml` or `semcc synth`)")
-    folder = root / "images" / args.split
-    names = sorted(e["filename"] for e in load_levir_cc_captions(root / "LevirCCcaptions.json")
-                   if e["split"] == args.split)
-    if not names:
-        parser.error(f"{root}: no pairs in split {args.split!r}")
+    folder, names = split_pairs(parser, args.root, args.split)
+    root = folder.parent.parent
     predictor = Predictor.from_checkpoint(args.ckpt, decoding="greedy", batch_size=args.batch_size)
     groups: dict[str, list[list[dict[str, Any]]]] = {k: [] for k in KINDS}
     for i in range(0, len(names), args.batch_size):

@@ -20,6 +20,7 @@ import change_probe  # noqa: E402
 import components  # noqa: E402
 import consistent_decoding  # noqa: E402
 import fit_tiny  # noqa: E402
+import mask_errors  # noqa: E402
 import mask_shapes  # noqa: E402
 import neck_gates  # noqa: E402
 import train_step  # noqa: E402
@@ -293,3 +294,44 @@ def test_mask_shapes_measures_components_by_kind_of_pair(tmp_path: Path, tiny_ch
     assert all(0 <= r["pairs_road_shaped"] <= r["pairs"] and r["road_shaped"] <= r["components"] for r in rows)
     assert "| kind of pair | pairs |" in capsys.readouterr().out
     assert json.loads((tmp_path / "m.json").read_text())["rows"] == rows
+
+
+def test_mask_errors_counts_outlines_and_objects(tmp_path: Path, tiny_checkpoint: Path, synth_root: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    """benchmarks/mask_errors.py: a hand-made mask (one house found one row too low, one missed, a false speck far
+    from both) counted pixel by pixel and object by object; the truth on a grid coarser than a house loses it; on the
+    session's checkpoint one row per checkpoint and per grid, written as JSON."""
+    import numpy as np
+
+    truth = np.zeros((20, 20), np.uint8)
+    truth[2:8, 2:8] = 1  # house A, 36 px
+    truth[12:16, 12:16] = 1  # house B, 16 px
+    pred = np.zeros_like(truth)
+    pred[3:9, 2:8] = 1  # A one row too low: 30 px right, 6 false at its outline
+    pred[0:2, 16:18] = 1  # a false speck, far from both
+    c = mask_errors.mask_errors(pred, truth, rim=1)
+    assert (c["tp"], c["pred"], c["true"]) == (30, 40, 52)
+    assert (c["inside"], c["inside_found"], c["rim"], c["rim_found"]) == (20, 16, 32, 14)
+    assert (c["objects"], c["missed_objects"], c["missed_pixels"]) == (2, 1, 16)
+    assert (c["false_objects"], c["false"], c["false_near"]) == (1, 10, 6)
+    row = mask_errors.summarize("m", [c, mask_errors.mask_errors(truth, truth, rim=1)])
+    assert row["f1"] == round(2 * 82 / (92 + 104), 4) and row["missed_objects"] == "1 / 4" and row["recall"] == 0.788
+    with pytest.raises(ValueError, match="differ in size"):
+        mask_errors.mask_errors(pred[:10], truth)
+
+    house = np.zeros((64, 64), bool)
+    house[18:22, 18:22] = True  # 4 px: a sixteenth of its 16-px cell
+    house[24:56, 32:64] = True  # 32 px: kept, all but the outline
+    assert np.array_equal(mask_errors.grid_truth(house, 1), house)
+    coarse = mask_errors.grid_truth(house, 16)
+    assert not coarse[18:22, 18:22].any() and coarse[28:52, 36:60].all()
+
+    rows = mask_errors.main(["--ckpt", str(tiny_checkpoint), "--root", str(synth_root / "LEVIR-CC"), "--split", "test",
+                             "--grids", "16", "4", "--json", str(tmp_path / "e.json")])
+    assert [r["mask"] for r in rows] == [str(tiny_checkpoint), "the truth on a 16-px grid", "the truth on a 4-px grid"]
+    assert all(r["f1"] is None or 0 <= r["f1"] <= 1 for r in rows) and rows[2]["missed_objects"].endswith(
+        rows[0]["missed_objects"].split(" / ")[1])  # the same true objects in every row
+    assert "| mask | F1 |" in capsys.readouterr().out
+    assert json.loads((tmp_path / "e.json").read_text())["rows"] == rows
+    with pytest.raises(SystemExit):
+        mask_errors.main(["--ckpt", str(tiny_checkpoint), "--root", str(synth_root / "LEVIR-CC"), "--rim", "-1"])

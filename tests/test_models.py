@@ -403,6 +403,64 @@ def test_cd_head_difference_fusion() -> None:
         ChangeDetectionHead(in_channels=8, fusion="sum")
 
 
+def test_cd_head_image_detail_marks_a_change_inside_one_patch() -> None:
+    """``image_detail``: the stride-4 stem lets the mask follow the pixels inside one 16-px patch. With the dates'
+    F_cd maps equal and flat, a head without it gives the same mask whatever the pixels; with it, an 8-px square
+    that differs between the dates moves the logits around the square and leaves pixels far from it untouched."""
+    torch.manual_seed(0)
+    f = torch.randn(1, 8, 1, 1).expand(1, 8, 8, 8).contiguous()  # a flat F_cd, the same for both dates
+    image_a = torch.randn(1, 3, 128, 128)
+    image_b = image_a.clone()
+    image_b[..., 60:68, 60:68] += 2.0  # an 8-px change inside the patch at (3, 3)
+    head = ChangeDetectionHead(in_channels=8, fpn_channels=8, patch_size=16, image_detail=4)
+    assert head.detail is not None and head.refine is not None and head.proj.in_channels == 4 * 8
+    with torch.no_grad():  # the refinement starts at zero: the head's mask is Eq. 6's until it learns
+        assert torch.equal(head(f, f, images=(image_a, image_b)), head(f, f, images=(image_a, image_a)))
+        torch.nn.init.normal_(head.refine[-1].weight)
+    moved = (head(f, f, images=(image_a, image_b)) - head(f, f, images=(image_a, image_a)))[0, 0].abs()
+    assert moved.shape == (128, 128)
+    assert moved[60:68, 60:68].min() > 0 and moved[:32, :32].max() == 0 and moved[100:, 100:].max() == 0
+    head(f, f, images=(image_a, image_b)).sum().backward()
+    assert head.detail[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="images=\\(image_a, image_b\\)"):
+        head(f, f)
+    with pytest.raises(ValueError, match="do not fit F_cd"):
+        head(f, f, images=(image_a[..., :64, :64], image_b[..., :64, :64]))
+    with pytest.raises(ValueError, match="image_detail must be >= 0"):
+        ChangeDetectionHead(in_channels=8, image_detail=-1)
+    plain = ChangeDetectionHead(in_channels=8, fpn_channels=8, patch_size=16)
+    with torch.no_grad():
+        assert plain.detail is None and torch.equal(plain(f, f), plain(f, f, images=(image_a, image_b)))
+
+
+def test_mask_logits_give_the_cd_head_the_pair_the_encoder_read() -> None:
+    """``SemanticCC.mask_logits``: a CD head with ``image_detail`` reads the pair as the encoder reads it: radiometry
+    matched when the encoder matches (``BiTemporalSAMEncoder.prepare``), as they are when it does not; ``forward``,
+    ``predict`` and the sliding window all give that mask."""
+    from semcc.models.radiometry import match_radiometry, matching
+    from semcc.windows import cd_window_logits
+
+    torch.manual_seed(0)
+    model = build_semantic_cc("tiny", img_size=64, cd_head={"image_detail": 4}, cc_head=False).eval()
+    torch.nn.init.normal_(model.cd_head.refine[-1].weight)  # as if trained: the pixels move the mask
+    a = torch.randn(2, 3, 64, 64)
+    b = 1.7 * a + 0.4  # a global gain and offset: matching removes it
+    b[..., 20:30, 20:30] = -1.0
+    with torch.no_grad():
+        cd, _ = model.features(a, b)
+        raw = model.cd_head(*cd, images=(a, b))
+        assert torch.equal(model.mask_logits(cd, a, b), raw)
+        with matching(model.encoder, True):
+            cd_m, _ = model.features(a, b)
+            matched = model.mask_logits(cd_m, a, b)
+            share = model.encoder.invariant_share
+            assert torch.equal(matched, model.cd_head(*cd_m, images=match_radiometry(a, b, share)))
+            assert not torch.allclose(matched, model.cd_head(*cd_m, images=(a, b)))
+            assert torch.equal(model(a, b, tasks=("cd",)).mask_logits, matched)
+            assert torch.equal(model.predict(a, b)[0], matched)
+            assert torch.allclose(cd_window_logits(model, a, b), matched)
+
+
 @pytest.mark.parametrize(("shape", "size"), [((2, 3, 4, 4), (64, 64)), ((1, 1, 16, 16), (256, 256)),
                                              ((2, 2, 5, 7), (13, 3)), ((1, 4, 32, 32), (8, 8))])
 def test_resize_bilinear_is_interpolate(shape: tuple[int, ...], size: tuple[int, int]) -> None:

@@ -55,7 +55,7 @@ def cd_window_logits(model: SemanticCC, image_a: torch.Tensor, image_b: torch.Te
     if model.cd_head is None:
         raise ValueError("this model has no cd_head: it cannot predict change masks")
     cd, _ = model.features(image_a, image_b)
-    return model.cd_head(*cd).float()
+    return model.mask_logits(cd, image_a, image_b).float()
 
 
 @torch.no_grad()

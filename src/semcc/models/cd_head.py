@@ -18,6 +18,18 @@ same). A linear layer on ``cat_c(F_cd^1, F_cd^2)`` can form the difference but n
 change mask asks where either date may be the brighter; change-detection networks commonly feed it. ``"cat"`` (the
 default) is Eq. 6 as written.
 
+Beyond the paper, ``image_detail=d > 0``: a convolutional stem reads the two dates' pixels and their absolute
+difference (9 channels) down to a quarter of the input size (two stride-2 3x3 convolutions, each followed by a GELU,
+``d`` channels); with the four levels at 1/4 they feed a refinement (1x1 conv to ``fpn_channels``, LayerNorm, GELU,
+3x3 conv to the classes) whose output is added to ``Phi_proj``'s logits. Its last convolution starts at zero, so the
+head starts as Eq. 6's and learns what the pixels correct. Everything else the head sees comes from the stride-16 ViT
+grid, and a tiny model finds the 2-pixel rim of a change about half as often as its inside
+(``benchmarks/mask_errors.py``). The head then needs the images: ``forward(f_cd_1, f_cd_2, images=(image_a,
+image_b))``, the normalised pairs as the encoder read them (radiometry matched as the encoder matched it:
+:meth:`semcc.models.SemanticCC.mask_logits`). ``0`` (the default) is Eq. 6 without it. On tiny it moved val CD F1
+within the spread of seeds and made the masks less robust to look-alike changes, so tiny leaves it off
+(``benchmarks/README.md``, "Where the change masks go wrong").
+
 Speed (same weights, same outputs to float rounding): the LayerNorms run as one fused ``F.layer_norm`` over the channels
 (:class:`ChannelLayerNorm`, SAM's ``LayerNorm2d`` written out in eight element-wise operations before) and the bilinear
 resizes as two small matrix products (:func:`resize_bilinear`, ``F.interpolate``'s ``align_corners=False`` weights),
@@ -127,11 +139,14 @@ class ChangeDetectionHead(nn.Module):
         patch_size: stride of F_cd relative to the input (16), used to upsample to the input size.
         fusion: how the two dates' maps enter the SimpleFPN: ``"cat"`` (Eq. 6) or ``"cat_diff"`` (beyond the paper:
             with their absolute difference, projected back to the width of two; see the module docstring).
+        image_detail: width of a stride-4 convolutional stem over the two dates' pixels and their difference whose
+            maps join the 1/4 level before the projection (beyond the paper; see the module docstring); ``0``: none
+            (Eq. 6), and ``forward`` takes no images.
     """
 
     def __init__(
         self, in_channels: int = 256, fpn_channels: int = 512, num_classes: int = 1, patch_size: int = 16,
-        fusion: str = "cat",
+        fusion: str = "cat", image_detail: int = 0,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -145,15 +160,52 @@ class ChangeDetectionHead(nn.Module):
         # cat_diff: the absolute difference joins the two maps, and a 1x1 convolution takes the three back to the
         # width of two, so that the SimpleFPN costs what it costs on cat
         self.diff_proj = nn.Conv2d(3 * in_channels, 2 * in_channels, 1) if fusion == "cat_diff" else None
+        if image_detail < 0:
+            raise ValueError(f"image_detail must be >= 0, got {image_detail}")
+        if image_detail and patch_size % 4:
+            raise ValueError(f"image_detail needs a patch_size divisible by 4 (the stem's stride), got {patch_size}")
+        self.image_detail = image_detail
         self.fpn = SimpleFPN(2 * in_channels, fpn_channels)
         self.proj = nn.Conv2d(4 * fpn_channels, num_classes, 1)
+        self.detail: nn.Module | None = None
+        self.refine: nn.Module | None = None
+        if image_detail:
+            self.detail = nn.Sequential(  # no normalisation: a LayerNorm over the channels would scale away the size
+                nn.Conv2d(9, image_detail, 3, stride=2, padding=1),  # of the dates' difference at each pixel
+                nn.GELU(),
+                nn.Conv2d(image_detail, image_detail, 3, stride=2, padding=1),
+                nn.GELU(),
+            )
+            self.refine = nn.Sequential(
+                nn.Conv2d(4 * fpn_channels + image_detail, fpn_channels, 1, bias=False),
+                ChannelLayerNorm(fpn_channels),
+                nn.GELU(),
+                nn.Conv2d(fpn_channels, num_classes, 3, padding=1),
+            )
+            nn.init.zeros_(self.refine[-1].weight)  # a correction of Eq. 6's logits that starts at none
+            nn.init.zeros_(self.refine[-1].bias)
 
-    def forward(self, f_cd_1: torch.Tensor, f_cd_2: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, f_cd_1: torch.Tensor, f_cd_2: torch.Tensor, images: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Mask logits ``[B, K, patch * h, patch * w]``; ``images`` (the normalised pairs, ``[B, 3, H, W]`` each) are
+        needed with ``image_detail`` and ignored without."""
         x = torch.cat([f_cd_1, f_cd_2], dim=1)
         if self.diff_proj is not None:
             x = self.diff_proj(torch.cat([x, (f_cd_1 - f_cd_2).abs()], dim=1))
         levels = self.fpn(x)
         size = levels[0].shape[-2:]
         levels = [levels[0]] + [resize_bilinear(level, size) for level in levels[1:]]
+        out_size = (x.shape[-2] * self.patch_size, x.shape[-1] * self.patch_size)
         logits = self.proj(torch.cat(levels, dim=1))
-        return resize_bilinear(logits, (x.shape[-2] * self.patch_size, x.shape[-1] * self.patch_size))
+        if self.detail is not None:
+            assert self.refine is not None
+            if images is None:
+                raise ValueError("this CD head has image_detail: call it with images=(image_a, image_b)")
+            image_a, image_b = images
+            if image_a.shape[-2:] != out_size or image_b.shape != image_a.shape:
+                raise ValueError(f"images {tuple(image_a.shape)} / {tuple(image_b.shape)} do not fit F_cd "
+                                 f"{tuple(f_cd_1.shape)} (expected [B, 3, {out_size[0]}, {out_size[1]}] each)")
+            detail = self.detail(torch.cat([image_a, image_b, (image_a - image_b).abs()], dim=1).to(x.dtype))
+            logits = logits + self.refine(torch.cat([*levels, detail], dim=1))
+        return resize_bilinear(logits, out_size)

@@ -218,8 +218,8 @@ class BiTemporalSAMEncoder(nn.Module):
         """Tokens per side, ``img_size / patch_size``."""
         return self.img_size // self.patch_size
 
-    def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> BiTemporalFeatures:
-        """``image_a``/``image_b``: normalised ``[B, 3, img_size, img_size]``; returns both tiers per time."""
+    def prepare(self, image_a: torch.Tensor, image_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair as the ViT reads it: shapes checked, radiometry matched when ``match_radiometry`` is on."""
         if image_a.shape != image_b.shape:
             raise ValueError(f"image_a {tuple(image_a.shape)} and image_b {tuple(image_b.shape)} differ")
         if image_a.shape[-2:] != (self.img_size, self.img_size):
@@ -228,6 +228,11 @@ class BiTemporalSAMEncoder(nn.Module):
             )
         if self.match_radiometry:
             image_a, image_b = match_radiometry(image_a, image_b, self.invariant_share)
+        return image_a, image_b
+
+    def forward(self, image_a: torch.Tensor, image_b: torch.Tensor) -> BiTemporalFeatures:
+        """``image_a``/``image_b``: normalised ``[B, 3, img_size, img_size]``; returns both tiers per time."""
+        image_a, image_b = self.prepare(image_a, image_b)
         b = image_a.shape[0]
         x = self.vit.patch_embed(torch.cat([image_a, image_b], dim=0))  # [2B, h, w, c]
         if self.vit.pos_embed is not None:

@@ -120,6 +120,18 @@ class SemanticCC(nn.Module):
             cd, cc = self.neck(cd, cc)
         return cd, cc
 
+    def mask_logits(self, cd: Pair, image_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
+        """Eq. 6: the CD head's mask logits ``[B, K, H, W]`` from ``cd = (F_cd^1, F_cd^2)`` of :meth:`features`. A head
+        with ``image_detail`` reads the pair too, as the encoder reads it (radiometry matched when the encoder matches,
+        :meth:`BiTemporalSAMEncoder.prepare`)."""
+        if self.cd_head is None:
+            raise ValueError("this model has no cd_head: it cannot predict change masks")
+        if not getattr(self.cd_head, "image_detail", 0):
+            return self.cd_head(*cd)
+        prepare = getattr(self.encoder, "prepare", None)
+        images = prepare(image_a, image_b) if prepare is not None else (image_a, image_b)
+        return self.cd_head(*cd, images=images)
+
     @torch.no_grad()
     def encode(self, image_a: torch.Tensor, image_b: torch.Tensor) -> BiTemporalFeatures:
         """The encoder's output for a batch of pairs, without autograd: the ``encoded`` of :meth:`features`,
@@ -159,8 +171,7 @@ class SemanticCC(nn.Module):
         cd, cc = self.features(image_a, image_b, encoder_grad=encoder_grad, encoded=encoded)
         out = SemanticCCOutput()
         if "cd" in tasks:
-            assert self.cd_head is not None
-            out.mask_logits = self.cd_head(*cd)
+            out.mask_logits = self.mask_logits(cd, image_a, image_b)
         if "cc" in tasks:
             assert self.cc_head is not None and captions is not None
             cap = self.cc_head(*cc, captions=captions, instructions=instructions, changed=changed)
@@ -280,6 +291,6 @@ class SemanticCC(nn.Module):
         """``(mask_logits, captions)`` from one encoder pass (none with ``encoded``, the encoder's output for these
         images if already computed); ``None`` for a part the model lacks."""
         cd, cc = self.features(image_a, image_b, encoded=encoded)
-        mask = self.cd_head(*cd) if self.cd_head is not None else None
+        mask = self.mask_logits(cd, image_a, image_b) if self.cd_head is not None else None
         captions = self._captions(cc, instructions, max_new_tokens, ensemble) if self.cc_head is not None else None
         return mask, captions
