@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from semcc.denormals import flush_denormals
@@ -142,6 +143,12 @@ def split_pairs(parser: argparse.ArgumentParser, root: Path, split: str) -> tupl
     if not names:
         parser.error(f"{root}: no pairs in split {split!r}")
     return root / "images" / split, names
+
+
+def change_target(label: np.ndarray, mask_mode: str) -> np.ndarray:
+    """The change a binary mask of ``mask_mode`` marks in a LEVIR-MCI label (bool): ``building`` = 255 (tiny's), any
+    other mode = any non-zero value (as :class:`semcc.data.levir.LevirMCIDataset` maps them)."""
+    return label == 255 if mask_mode == "building" else label > 0
 
 
 def read_levir_images(parser: argparse.ArgumentParser, path: Path | None) -> list[dict]:
@@ -296,7 +303,7 @@ def score_predictor(
         results = predictor.predict([folder / "A" / n for n in chunk], [folder / "B" / n for n in chunk], names=chunk)
         for name, result in zip(chunk, results, strict=True):
             label = read_label(folder / "label" / name)
-            target = label == 255 if mask_mode == "building" else label > 0
+            target = change_target(label, mask_mode)
             pred = result.mask > 0
             cd.update(torch.from_numpy(pred.ravel()).long(), torch.from_numpy(target.ravel()).long())
             captions[name] = result.caption

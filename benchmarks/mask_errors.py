@@ -13,9 +13,9 @@ trained to mark (its ``binary_mask_class``: ``building`` = label 255, ``change``
   ``--rim`` px of a change (outlines drawn too wide).
 
 ``--grids 16 8 4`` adds one row per grid: the truth averaged over ``g x g`` blocks, resized back bilinearly and cut
-at one half, the mask of a decoder that knows the truth but draws it on a ``g``-px grid. The stride-16 SimpleFPN of
-Eq. 6 upsamples the ViT's tokens without seeing the pixels, so the 16-px row is what such a mask reaches without
-learning sub-token detail (``cd_head.image_detail``, 0.18, gives the head the pixels).
+at one half, the mask of a decoder that knows the truth but draws it on a ``g``-px grid. Eq. 6's SimpleFPN
+upsamples the ViT's 16-px tokens without seeing the pixels; the 16-px row shows what the token grid alone would
+allow (a head can learn to draw below a token; ``cd_head.image_detail``, unreleased, also gives it the pixels).
 
 Usage: ``python benchmarks/mask_errors.py --ckpt CKPT [CKPT ...] [--root ~/.cache/semcc/synthlevir-tiny/LEVIR-CC]
 [--split val] [--grids 16 8 4] [--rim 2]``
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from _common import add_json_argument, add_split_arguments, report, split_pairs
+from _common import add_json_argument, add_split_arguments, change_target, report, split_pairs
 
 COLUMNS = {
     "mask": "mask",
@@ -91,13 +91,13 @@ def summarize(name: str, counts: list[dict[str, int]]) -> dict[str, Any]:
     """One table row from the :func:`mask_errors` of a split's pairs."""
     total = {k: sum(c[k] for c in counts) for k in counts[0]} if counts else {}
 
-    def ratio(part: str, whole: str, digits: int = 3) -> float | None:
-        return round(total[part] / total[whole], digits) if total.get(whole) else None
+    def ratio(part: str, whole: str) -> float | None:
+        return round(total[part] / total[whole], 3) if total.get(whole) else None
 
-    total["marked"] = (total["pred"] + total["true"]) / 2 if total else 0
-    f1 = ratio("tp", "marked", 4)
+    marked = total.get("pred", 0) + total.get("true", 0)
     return {
-        "mask": name, "f1": f1, "precision": ratio("tp", "pred"), "recall": ratio("tp", "true"),
+        "mask": name, "f1": round(2 * total["tp"] / marked, 4) if marked else None,
+        "precision": ratio("tp", "pred"), "recall": ratio("tp", "true"),
         "inside_recall": ratio("inside_found", "inside"), "rim_recall": ratio("rim_found", "rim"),
         "missed_objects": f"{total.get('missed_objects', 0)} / {total.get('objects', 0)}",
         "missed_share": ratio("missed_pixels", "true"), "false_objects": total.get("false_objects", 0),
@@ -135,27 +135,27 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     folder, names = split_pairs(parser, args.root, args.split)
     root = folder.parent.parent
     labels = [read_label(folder / "label" / n) for n in names]
-    rows, classes = [], set()
+    truths: dict[str, list[np.ndarray]] = {}  # per mask class (building / change), read from the labels once
+    rows = []
     for ckpt in args.ckpt:
         predictor = Predictor.from_checkpoint(ckpt, decoding="greedy", batch_size=args.batch_size)
         if predictor.num_classes != 2:
             parser.error(f"{ckpt}: a {predictor.num_classes}-class mask; this script scores binary change masks")
-        classes.add(predictor.binary_mask_class)
-        truths = [(lab == 255) if predictor.binary_mask_class == "building" else (lab > 0) for lab in labels]
+        cls = predictor.binary_mask_class
+        truth = truths.setdefault(cls, [change_target(lab, cls) for lab in labels])
         counts = []
         for i in range(0, len(names), args.batch_size):
             chunk = names[i : i + args.batch_size]
             results = predictor.predict([folder / "A" / n for n in chunk], [folder / "B" / n for n in chunk],
                                         names=chunk)
-            counts += [mask_errors(r.mask, truths[i + j], args.rim) for j, r in enumerate(results)]
+            counts += [mask_errors(r.mask, truth[i + j], args.rim) for j, r in enumerate(results)]
         rows.append(summarize(str(ckpt), counts))
     for grid in args.grids:
-        for cls in sorted(classes):
-            truths = [(lab == 255) if cls == "building" else (lab > 0) for lab in labels]
-            suffix = f" ({cls} change)" if len(classes) > 1 else ""
+        for cls in sorted(truths):
+            suffix = f" ({cls} change)" if len(truths) > 1 else ""
             rows.append(summarize(f"the truth on a {grid}-px grid{suffix}",
-                                  [mask_errors(grid_truth(t, grid), t, args.rim) for t in truths]))
-    report(f"change-mask errors on {root} ({args.split}, {len(names)} pairs, {'/'.join(sorted(classes))} change)",
+                                  [mask_errors(grid_truth(t, grid), t, args.rim) for t in truths[cls]]))
+    report(f"change-mask errors on {root} ({args.split}, {len(names)} pairs, {'/'.join(sorted(truths))} change)",
            rows, COLUMNS, json_path=args.json,
            notes=[f"rim: the outer {args.rim} px of each change; an object is missed (false) when under "
                   f"{FOUND_SHARE:g} of it is marked (lies on a change); false pixels at an outline: within {args.rim} "

@@ -140,8 +140,8 @@ class ChangeDetectionHead(nn.Module):
         fusion: how the two dates' maps enter the SimpleFPN: ``"cat"`` (Eq. 6) or ``"cat_diff"`` (beyond the paper:
             with their absolute difference, projected back to the width of two; see the module docstring).
         image_detail: width of a stride-4 convolutional stem over the two dates' pixels and their difference whose
-            maps join the 1/4 level before the projection (beyond the paper; see the module docstring); ``0``: none
-            (Eq. 6), and ``forward`` takes no images.
+            maps, with the 1/4 levels, feed a refinement added to the projection's logits (beyond the paper; see the
+            module docstring); ``0``: none (Eq. 6), and ``forward`` ignores ``images``.
     """
 
     def __init__(

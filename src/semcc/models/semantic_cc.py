@@ -123,7 +123,8 @@ class SemanticCC(nn.Module):
     def mask_logits(self, cd: Pair, image_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
         """Eq. 6: the CD head's mask logits ``[B, K, H, W]`` from ``cd = (F_cd^1, F_cd^2)`` of :meth:`features`. A head
         with ``image_detail`` reads the pair too, as the encoder reads it (radiometry matched when the encoder matches,
-        :meth:`BiTemporalSAMEncoder.prepare`)."""
+        :meth:`BiTemporalSAMEncoder.prepare`; the encoder does not hand back the pair it matched, so such a head
+        matches it a second time)."""
         if self.cd_head is None:
             raise ValueError("this model has no cd_head: it cannot predict change masks")
         if not getattr(self.cd_head, "image_detail", 0):
