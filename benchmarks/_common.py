@@ -39,6 +39,7 @@ __all__ = [
     "markdown_table",
     "mib",
     "report",
+    "save_run_result",
     "score_predictor",
 ]
 
@@ -89,6 +90,17 @@ def machine_line(dtype: str | None = None, device: str | None = None) -> str:
     if dtype:
         parts.append(dtype)
     return "machine: " + ", ".join(parts)
+
+
+def save_run_result(run_dir: Path, result_path: Path, result: Mapping[str, Any], keep_checkpoints: bool) -> None:
+    """A finished run of a sweep: its checkpoints under ``run_dir`` deleted unless ``keep_checkpoints``, then
+    ``result`` written to ``result_path`` in one rename (its presence marks the run done for the next call)."""
+    if not keep_checkpoints:
+        for ckpt in run_dir.rglob("*.ckpt"):
+            ckpt.unlink()
+    tmp = result_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(result_path)
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Mapping[str, str]) -> str:

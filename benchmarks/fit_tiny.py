@@ -108,9 +108,11 @@ def time_table(times: dict[str, Any], launched: float, exited: float) -> list[di
     return rows
 
 
-def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG) -> tuple[float, Path, float]:
+def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG,
+            log: Path | None = None) -> tuple[float, Path, float]:
     """Run the fit with logs under ``out`` and a :class:`_phase_timer.PhaseTimer` writing ``out/phase_times.json``;
-    returns (wall seconds, metrics.csv path, launch ``time.time()``)."""
+    returns (wall seconds, metrics.csv path, launch ``time.time()``). ``log``: the fit's output goes to this file
+    instead of this process's stdout / stderr."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), env.get("PYTHONPATH", "")) if p)
     home = None
@@ -124,7 +126,11 @@ def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG) 
     print("running:", " ".join(cmd), flush=True)
     start, launched = time.perf_counter(), time.time()
     try:
-        subprocess.run(cmd, check=True, env=env, cwd=REPO)
+        if log is None:
+            subprocess.run(cmd, check=True, env=env, cwd=REPO)
+        else:
+            with open(log, "w") as f:
+                subprocess.run(cmd, check=True, env=env, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
     finally:
         wall = time.perf_counter() - start
         if home is not None:

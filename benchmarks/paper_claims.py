@@ -87,7 +87,7 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from _common import machine_info, machine_line, markdown_table
+from _common import machine_info, machine_line, markdown_table, save_run_result
 from fit_tiny import last_validation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -306,12 +306,7 @@ def run_one(row: str, seed: int, out: Path, *, base: Path, budget: Path, extra: 
         "threads": threads,
         "command": cmd[2:],
     }
-    if not keep_checkpoints:
-        for ckpt in run_dir.rglob("*.ckpt"):
-            ckpt.unlink()
-    tmp = result_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(result_path)
+    save_run_result(run_dir, result_path, result, keep_checkpoints)
     return "done", result
 
 

@@ -4,6 +4,7 @@ and ``SemanticCCTask(compile_parts=...)`` keeping the state-dict keys."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import fit_tiny  # noqa: E402
 import mask_errors  # noqa: E402
 import mask_shapes  # noqa: E402
 import neck_gates  # noqa: E402
+import sweep_tiny  # noqa: E402
 import train_step  # noqa: E402
 from semcc.models import build_semantic_cc  # noqa: E402
 from semcc.tasks.evaluator import EvalConfig  # noqa: E402
@@ -335,3 +337,70 @@ def test_mask_errors_counts_outlines_and_objects(tmp_path: Path, tiny_checkpoint
     assert json.loads((tmp_path / "e.json").read_text())["rows"] == rows
     with pytest.raises(SystemExit):
         mask_errors.main(["--ckpt", str(tiny_checkpoint), "--root", str(synth_root / "LEVIR-CC"), "--rim", "-1"])
+
+
+def test_sweep_variants_parse_from_items_and_yaml_and_name_each_mistake(tmp_path: Path) -> None:
+    path = tmp_path / "v.yaml"
+    path.write_text("base: ''\nlr: --model.optim.lr 2e-3\nnone:\n")
+    got = sweep_tiny.parse_variants(["pos=--data.cd.positive_fraction 0.75 --x '{a: 1}'"], path)
+    assert got == {"base": [], "lr": ["--model.optim.lr", "2e-3"], "none": [],
+                   "pos": ["--data.cd.positive_fraction", "0.75", "--x", "{a: 1}"]}
+    for items, file_text, message in [
+        (["lr=--a 1"], None, "variant 'lr' given twice"),
+        (["no-equals"], None, "expected NAME=OVERRIDES"),
+        (["a b=--x"], None, "use letters, digits"),
+        ([], "[1, 2]", "expected a mapping"),
+        ([], "x: [1]", "overrides must be one string"),
+        ([], "x: [", "cannot read it as YAML"),
+        ([], None, "no variants"),
+    ]:
+        other = tmp_path / "w.yaml"
+        if file_text is not None:
+            other.write_text(file_text)
+        with pytest.raises(SystemExit, match=message):
+            sweep_tiny.parse_variants(items, other if file_text is not None else (path if "twice" in message
+                                                                                 else None))
+
+
+def _sweep_extra(tiny_cli_args, run: Path) -> str:
+    """tiny_cli_args without what sweep_tiny's fit sets itself (config, log folders)."""
+    args, out = tiny_cli_args(run), []
+    skip = ("--trainer.default_root_dir", "--trainer.logger", "--trainer.callbacks.init_args.dirpath")
+    for i, arg in enumerate(args):
+        if arg == "--config" or (i and args[i - 1] == "--config") or arg.startswith(skip):
+            continue
+        out.append(arg)
+    return shlex.join(out)
+
+
+def test_sweep_reports_a_failed_variant_with_its_log(tiny_cli_args, tmp_path: Path) -> None:
+    """A variant with a wrong config key: its row says failed, its log names the key; tables are written."""
+    out = tmp_path / "sweep"
+    results = sweep_tiny.main(["--variant", "bad=--model.optim.no_such_key 1", "--extra", _sweep_extra(
+        tiny_cli_args, tmp_path / "r"), "--out", str(out), "--threads", "1"])
+    assert [r["status"] for r in results] == ["failed"]
+    assert "no_such_key" in Path(results[0]["log"]).read_text()
+    table = (out / "sweep.md").read_text()
+    assert "| bad | 0 | failed |" in table
+    assert json.loads((out / "sweep.json").read_text())["results"][0]["status"] == "failed"
+    assert not (out / "bad_s0" / "result.json").exists()  # a failed run is run again by the next call
+
+
+@pytest.mark.slow
+def test_sweep_runs_real_fits_and_skips_finished_ones(tiny_cli_args, tmp_path: Path) -> None:
+    """Two variants, two at a time, of a real 64-px fit: each run's last validation in the tables, the variant's
+    override in its config, checkpoints kept only when asked, a second call skips finished runs. Slow (two fits)."""
+    out = tmp_path / "sweep"
+    argv = ["--variant", "base=", "--variant", "lr=--model.optim.lr 5e-3", "--extra",
+            _sweep_extra(tiny_cli_args, tmp_path / "r"), "--out", str(out), "--jobs", "2", "--keep-ckpt"]
+    first = sweep_tiny.main(argv)
+    assert [(r["variant"], r["status"]) for r in first] == [("base", "done"), ("lr", "done")]
+    assert all("val/cd_f1" in r["validation"] and r["phase_i_s_per_batch"] > 0 for r in first)
+    config = next((out / "lr_s0").rglob("config.yaml")).read_text()
+    assert "lr: 0.005" in config
+    assert list((out / "lr_s0").rglob("*.ckpt"))
+    means = (out / "sweep.md").read_text().split("| variant | seeds |")[1]
+    assert "| base | 0 |" in means and "| lr | 0 |" in means
+    again = sweep_tiny.main(argv)
+    assert [r["status"] for r in again] == ["skipped", "skipped"]
+    assert json.dumps([r["validation"] for r in again]) == json.dumps([r["validation"] for r in first])  # nan too
