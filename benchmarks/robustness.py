@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
                         help="match the dates' per-channel mean and standard deviation before the model "
                         "(Predictor(match_radiometry=...); default: the checkpoint's)")
+    parser.add_argument("--mask-tta", choices=("none", "flips", "d4"), default=None,
+                        help="test-time augmentation of the mask (Predictor(mask_tta=...); default: the checkpoint's, "
+                        "else none)")
     parser.add_argument("--invariant-share", type=float, default=None,
                         help="the share of each pair's pixels whose statistics the matching uses (the encoder's "
                         "invariant_share; 1: all pixels, one pass; default: the checkpoint's, else 0.8)")
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                           decoding=None if args.decoding == "auto" else args.decoding,
                                           change_share=args.change_share, samples=args.samples,
                                           mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes,
-                                          match_radiometry=args.match_radiometry)
+                                          match_radiometry=args.match_radiometry, mask_tta=args.mask_tta)
     if args.min_share is None:
         args.min_share = predictor.change_share
     if args.invariant_share is not None:
@@ -205,6 +208,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
              f"{' and mask-guided candidates' if guided else ''}"
              f"{', road shapes apart' if shapes else ''}"
              f"{f', radiometry matched on {invariant_share:g} of the pixels' if predictor.match_radiometry else ''}"
+             f"{f', mask averaged over its {predictor.mask_tta} views' if predictor.mask_tta != 'none' else ''}"
              " (mean ± sample std over seeds)")
     notes = [f"CD target: {mask_mode} change; false change (mask): predicted mask >= {args.min_share:g} of the pixels; "
              f"{seconds} s in all (generation included)"]
@@ -213,7 +217,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   "table": markdown_table(rows, columns), "mask_mode": mask_mode, "train_nuisance": train_nuisance,
                   "decoding": predictor.decoding, "samples": predictor.samples,
                   "mask_prefixes": predictor.mask_prefixes, "road_shapes": predictor.road_shapes,
-                  "match_radiometry": predictor.match_radiometry, "invariant_share": invariant_share})
+                  "match_radiometry": predictor.match_radiometry, "invariant_share": invariant_share,
+                         "mask_tta": predictor.mask_tta})
     return rows
 
 

@@ -81,13 +81,14 @@ def test_radiometry_matching_of_the_predictor(predictor: Predictor, real_pair) -
 
     encoder = predictor.model.encoder
     assert predictor.match_radiometry is True and encoder.match_radiometry is False  # tiny.yaml: evaluation only
-    plain = Predictor(predictor.task, match_radiometry=False)
+    plain = Predictor(predictor.task, match_radiometry=False, mask_tta="none")
     bare = Predictor(predictor.model)
     assert plain.match_radiometry is False and bare.match_radiometry is False
     a, b = (to_rgb(Image.open(p)) for p in real_pair)
     small = [np.array(Image.fromarray(x).resize((64, 64))) for x in (a, b)]
     x, y = (_normalize(im, predictor)[None] for im in small)
-    matched, unmatched = predictor.predict(*small, logits=True), plain.predict(*small, logits=True)
+    one_view = Predictor(predictor.task, mask_tta="none")  # tiny's run averages the mask over views: not here
+    matched, unmatched = one_view.predict(*small, logits=True), plain.predict(*small, logits=True)
     assert encoder.match_radiometry is False  # restored after the calls
     mask, _ = predictor.model.predict(*match_radiometry(x, y), instructions=[predictor.instructions[0]],
                                       max_new_tokens=predictor.max_new_tokens)  # the model as it is: not matching
@@ -121,7 +122,7 @@ def test_real_pair_caption_is_resized_and_mask_is_full_size(predictor: Predictor
     else:
         assert result.caption == greedy
     # mask: with overlap 0 the 4 x 4 windows tile the pair and each pixel is its window's direct logit
-    tiled = Predictor(predictor.task, overlap=0.0).predict(*real_pair, logits=True)
+    tiled = Predictor(predictor.task, overlap=0.0, mask_tta="none").predict(*real_pair, logits=True)
     windows = [(t, x) for t in range(0, 256, 64) for x in range(0, 256, 64)]
     crops_a = torch.stack([a[:, t : t + 64, x : x + 64] for t, x in windows])
     crops_b = torch.stack([b[:, t : t + 64, x : x + 64] for t, x in windows])
@@ -177,7 +178,8 @@ def test_stitch_at_model_size_equals_direct_call(predictor: Predictor) -> None:
     # the run's consistency-aware decoding may pick another candidate, tests/test_truth_consistency.py checks that)
     rgb_a = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     rgb_b = np.random.default_rng(1).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    results = Predictor(predictor.task, decoding="greedy").predict(list(rgb_a), list(rgb_b), logits=True)
+    results = Predictor(predictor.task, decoding="greedy", mask_tta="none").predict(list(rgb_a), list(rgb_b),
+                                                                                  logits=True)
     norm_a = torch.stack([_normalize(x, predictor) for x in rgb_a])
     norm_b = torch.stack([_normalize(x, predictor) for x in rgb_b])
     logits, captions = _direct(predictor, norm_a, norm_b)
@@ -185,6 +187,28 @@ def test_stitch_at_model_size_equals_direct_call(predictor: Predictor) -> None:
     for r, logit in zip(results, logits, strict=True):
         assert torch.equal(torch.from_numpy(r.logits), logit)
     assert len(direct_captions) == 3
+
+
+def test_predictor_mask_tta_averages_the_views_on_both_paths(predictor: Predictor) -> None:
+    """``Predictor(mask_tta="flips")``: a pair at the model's size gets ``mask_logits_tta``'s logits, a larger pair the
+    sliding window over each window's averaged logits; the run's setting (tiny's: d4) is the default."""
+    assert predictor.mask_tta == "d4"
+    flips = Predictor(predictor.task, decoding="greedy", mask_tta="flips")
+    rgb_a = np.random.default_rng(2).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    rgb_b = np.random.default_rng(3).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    got = flips.predict(rgb_a, rgb_b, logits=True)
+    a, b = _normalize(rgb_a, predictor)[None], _normalize(rgb_b, predictor)[None]
+    with flips.radiometry(), torch.no_grad():
+        expected = predictor.model.mask_logits_tta(a, b, "flips")[0]
+        big_a, big_b = torch.randn(3, 96, 80), torch.randn(3, 96, 80)
+        stitched = sliding_window_logits(predictor.model, [(big_a, big_b)], mask_tta="flips")[0]
+        plain = sliding_window_logits(predictor.model, [(big_a, big_b)])[0]
+    assert torch.allclose(torch.from_numpy(got.logits), expected, atol=1e-5)
+    plain_got = Predictor(predictor.task, decoding="greedy", mask_tta="none").predict(rgb_a, rgb_b, logits=True)
+    assert not np.allclose(plain_got.logits, got.logits, atol=1e-4)
+    assert stitched.shape == plain.shape == (1, 96, 80) and not torch.allclose(stitched, plain, atol=1e-4)
+    with pytest.raises(ValueError, match="mask_tta must be one of"):
+        Predictor(predictor.task, mask_tta="rot90")
 
 
 # ------------------------------------------------------------------------------------------ bad inputs
@@ -283,7 +307,12 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     capsys.readouterr()
     unguided = json.loads((plain / "train_000016.json").read_text())
     assert unguided["match_radiometry"] is False and unguided["mask_prefixes"] is False
-    assert unguided["road_shapes"] is False
+    assert unguided["road_shapes"] is False and report["mask_tta"] == "d4"  # tiny's
+    tta = tmp_path / "tta"
+    assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(tta),
+                 "--mask-tta", "flips"]) == 0
+    capsys.readouterr()
+    assert json.loads((tta / "train_000016.json").read_text())["mask_tta"] == "flips"
     sampled = tmp_path / "sampled"
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(sampled),
                  "--samples", "4", "--temperature", "1.0"]) == 0

@@ -604,3 +604,38 @@ def test_widths_that_do_not_fit_are_named_when_the_model_is_built(tok_dir: Path)
     message = str(info.value)
     assert f"cd_head.in_channels is {cd_width + 8}" in message and f"cc_head.vision_width is {cc_width + 8}" in message
     assert "cd_head.patch_size is 8" in message and "neck" not in message
+
+
+@pytest.mark.parametrize("tta", ["flips", "d4"])
+def test_mask_tta_averages_views_mapped_back_to_the_pair(tok_dir: Path, tta: str) -> None:
+    """``mask_logits_tta``: the mean of each view's logits mapped back (so it is equivariant under the views: the
+    pair flipped gets the mask flipped), ``none`` is the plain mask, the pair's own logits can be passed in."""
+    from semcc.models.tta import MASK_TTA, invert_view, view
+
+    model = mini(tok_dir).eval()
+    a, b = images(2, seed=3)
+    with torch.no_grad():
+        plain = model.mask_logits(model.features(a, b)[0], a, b)
+        assert torch.allclose(model.mask_logits_tta(a, b, "none"), plain)
+        tta_logits = model.mask_logits_tta(a, b, tta)
+        by_hand = torch.stack([invert_view(model.mask_logits(model.features(view(a, v), view(b, v))[0],
+                                                             view(a, v), view(b, v)), v)
+                               for v in MASK_TTA[tta]]).mean(0)
+        assert torch.allclose(tta_logits, by_hand, atol=1e-5)
+        assert not torch.allclose(tta_logits, plain, atol=1e-3)  # the views do differ on a random-init model
+        assert torch.allclose(model.mask_logits_tta(a, b, tta, logits=plain), tta_logits, atol=1e-5)
+        for v in MASK_TTA[tta]:  # equivariance: each view of the pair gets that view of the averaged mask
+            assert torch.allclose(model.mask_logits_tta(view(a, v), view(b, v), tta), view(tta_logits, v), atol=1e-4)
+
+
+def test_mask_tta_rejects_unknown_settings_and_d4_on_a_rectangle(tok_dir: Path) -> None:
+    from semcc.tasks.evaluator import EvalConfig
+
+    model = mini(tok_dir).eval()
+    a, b = images(1)
+    with pytest.raises(ValueError, match="mask_tta must be one of"):
+        model.mask_logits_tta(a, b, "rotations")
+    with pytest.raises(ValueError, match=r"evaluation\.mask_tta"):
+        EvalConfig(mask_tta="flip")
+    with pytest.raises(ValueError, match="needs square images"):
+        model.mask_logits_tta(a[..., :48], b[..., :48], "d4")

@@ -145,6 +145,7 @@ def test_api_page_and_info(client, checkpoint: Path) -> None:
     # tiny's mask marks building change (the labels it was trained on)
     assert info["max_upload_bytes"] == 50 * 2**20 and info["mask_classes"] == {"1": "building"}
     assert info["match_radiometry"] is True  # tiny's run matches the dates' radiometry
+    assert info["mask_tta"] == "d4"  # tiny's run averages the mask over the square's symmetries
 
 
 @pytest.mark.parametrize(

@@ -508,3 +508,35 @@ def test_frozen_weights_are_hashed_once_per_process(synth_root: Path, synth_conf
     legacy["semcc"]["frozen_fingerprint"] = "0" * 64
     with pytest.raises(ValueError, match="frozen base weights differ"):
         _task(dm).on_load_checkpoint(legacy)
+
+
+def test_evaluation_mask_tta_scores_the_averaged_mask(synth_root: Path, synth_config, tmp_path: Path) -> None:
+    """``evaluation.mask_tta: flips``: validation scores the mask averaged over the pair and its three flips
+    (three more encoder passes per batch, without autograd), and the checkpoint keeps the setting."""
+    dm = _data(synth_root, synth_config, tmp_path, eval_data=EvalDataConfig(batch_size=3))
+    runs = {}
+    for tta in ("none", "flips"):
+        task = _task(dm, evaluation={"mask_tta": tta, "reference_nll": False})
+        calls: list[int] = []
+        seen: list[torch.Tensor] = []
+        task.model.encoder.register_forward_pre_hook(lambda module, args, calls=calls: calls.append(1))
+
+        def update(stage, batch, logits, captions, seen=seen, original=task.evaluator.update) -> None:
+            seen.append(logits.clone())
+            original(stage, batch, logits, captions)
+
+        task.evaluator.update = update
+        trainer = _trainer(tmp_path, limit_val_batches=2)
+        trainer.validate(task, datamodule=dm)
+        runs[tta] = (len(calls), seen, float(trainer.callback_metrics["val/loss_cd"]))
+        assert task.hparams["evaluation"]["mask_tta"] == tta
+    (n_none, masks_none, loss_none), (n_flips, masks_flips, loss_flips) = runs["none"], runs["flips"]
+    assert n_flips == 4 * n_none
+    assert len(masks_none) == len(masks_flips) == 2
+    task.model.eval()
+    batch = next(iter(dm.val_dataloader()[0]))
+    with torch.no_grad():
+        expected = task.model.mask_logits_tta(batch["image_a"], batch["image_b"], "flips")
+    assert torch.allclose(masks_flips[0], expected, atol=1e-5)
+    assert not torch.allclose(masks_none[0], masks_flips[0], atol=1e-4)
+    assert loss_none != loss_flips

@@ -55,6 +55,7 @@ from semcc.metrics.truth import MASK_CHANGE_SHARE, MaskSummary, check_change_sha
 from semcc.models.cd_head import class_mask
 from semcc.models.radiometry import matching
 from semcc.models.semantic_cc import SemanticCC
+from semcc.models.tta import check_mask_tta
 from semcc.windows import cd_window_logits, sliding_window_logits, window_starts, window_weight
 
 # The input helpers live in semcc.data.inputs and the sliding window in semcc.windows; inference re-exports them,
@@ -189,6 +190,9 @@ class Predictor:
             paper: relative radiometric normalisation against illumination, haze and sensor shifts;
             :func:`semcc.models.radiometry.match_radiometry`). Default: the task's ``evaluation.match_radiometry``,
             else as the model was trained (its encoder's ``match_radiometry``). The model itself is left as it is.
+        mask_tta: test-time augmentation of the mask (beyond the paper, :mod:`semcc.models.tta`): ``"none"``,
+            ``"flips"`` (the logits averaged over the pair and its three flips, each window's in the sliding window)
+            or ``"d4"`` (the eight symmetries of the square). Default: the task's ``evaluation.mask_tta``, else none.
     """
 
     def __init__(
@@ -216,6 +220,7 @@ class Predictor:
         road_shapes: bool | None = None,
         binary_mask_class: str | None = None,
         match_radiometry: bool | None = None,
+        mask_tta: str | None = None,
     ) -> None:
         model = getattr(task_or_model, "model", task_or_model)
         if not isinstance(model, SemanticCC):
@@ -274,6 +279,8 @@ class Predictor:
             match_radiometry = _task_setting(task_or_model, "match_radiometry")
         self.match_radiometry: bool = bool(model.encoder.match_radiometry if match_radiometry is None
                                            else match_radiometry)
+        self.mask_tta: str = mask_tta or _task_setting(task_or_model, "mask_tta") or "none"
+        check_mask_tta(self.mask_tta, "mask_tta")
         no_change = getattr(task_or_model, "no_change_candidates", None)
         self.no_change_candidates: list[str] = no_change(no_change_candidate) if callable(no_change) else []
 
@@ -338,6 +345,8 @@ class Predictor:
             image_a = torch.stack([pairs[i][0] for i in exact]).to(self.device)
             image_b = torch.stack([pairs[i][1] for i in exact]).to(self.device)
             out_masks, out_caps = self._generate(image_a, image_b, masks=has_cd)
+            if out_masks is not None and self.mask_tta != "none":
+                out_masks = self.model.mask_logits_tta(image_a, image_b, self.mask_tta, logits=out_masks)
             for k, i in enumerate(exact):
                 captions[i] = out_caps[k] if out_caps is not None else None
                 mask_logits[i] = out_masks[k].float() if out_masks is not None else None
@@ -357,6 +366,7 @@ class Predictor:
                 overlap=self.overlap,
                 batch_size=self.batch_size,
                 weight=self.weight,
+                mask_tta=self.mask_tta,
             )
             for i, logit in zip(window_pairs, stitched, strict=True):
                 mask_logits[i] = logit

@@ -141,7 +141,7 @@ class _Service:
         p = self.predictor
         return {"checkpoint": self.checkpoint, "device": str(p.device), "input_size": p.input_size,
                 "mask_classes": {str(k): v for k, v in p.mask_classes.items()}, "decoding": p.decoding,
-                "match_radiometry": p.match_radiometry,
+                "match_radiometry": p.match_radiometry, "mask_tta": p.mask_tta,
                 "max_upload_bytes": self.max_upload_bytes, "max_upload_mb": self.max_upload_bytes / 2**20,
                 "folder": str(self.folder) if self.folder is not None else None, "pairs": len(self.pairs)}
 

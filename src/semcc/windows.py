@@ -48,12 +48,15 @@ def window_weight(size: int, kind: Literal["cosine", "flat"] = "cosine") -> torc
 
 
 @torch.no_grad()
-def cd_window_logits(model: SemanticCC, image_a: torch.Tensor, image_b: torch.Tensor) -> torch.Tensor:
+def cd_window_logits(model: SemanticCC, image_a: torch.Tensor, image_b: torch.Tensor,
+                     mask_tta: str = "none") -> torch.Tensor:
     """Mask logits (Eq. 6) of a batch of normalised windows at the model's input size: encoder, neck and CD head
-    (no caption), ``float32 [B, K, S, S]``. The forward of :func:`sliding_window_logits` and of
-    :func:`semcc.geo.caption_scene`'s strips."""
+    (no caption), ``float32 [B, K, S, S]``, averaged over the views of ``mask_tta`` (:mod:`semcc.models.tta`). The
+    forward of :func:`sliding_window_logits` and of :func:`semcc.geo.caption_scene`'s strips."""
     if model.cd_head is None:
         raise ValueError("this model has no cd_head: it cannot predict change masks")
+    if mask_tta != "none":
+        return model.mask_logits_tta(image_a, image_b, mask_tta)
     cd, _ = model.features(image_a, image_b)
     return model.mask_logits(cd, image_a, image_b).float()
 
@@ -67,13 +70,15 @@ def sliding_window_logits(
     overlap: float = 0.25,
     batch_size: int = 8,
     weight: Literal["cosine", "flat"] = "cosine",
+    mask_tta: str = "none",
 ) -> list[torch.Tensor]:
     """Change-mask logits (Eq. 6) of full-size pairs by a sliding window at the model's input size.
 
     ``pairs``: normalised ``([3, H_i, W_i], [3, H_i, W_i])`` tensors, sizes may differ between pairs. The
     windows of all pairs are cut first and sent through encoder, neck and CD head ``batch_size`` windows per
     forward; each pair's ``[K, H_i, W_i]`` logits are the weighted average of the windows covering a pixel.
-    Sides shorter than the window are padded with zeros (the mean colour) and cropped back.
+    Sides shorter than the window are padded with zeros (the mean colour) and cropped back. ``mask_tta``: each
+    window's logits averaged over its views (:func:`cd_window_logits`).
     """
     if model.cd_head is None:
         raise ValueError("this model has no cd_head: it cannot predict change masks")
@@ -98,7 +103,7 @@ def sliding_window_logits(
         chunk = crops[start : start + batch_size]
         image_a = torch.stack([padded[i][0][:, t : t + window, x : x + window] for i, t, x in chunk]).to(device)
         image_b = torch.stack([padded[i][1][:, t : t + window, x : x + window] for i, t, x in chunk]).to(device)
-        logits = cd_window_logits(model, image_a, image_b)
+        logits = cd_window_logits(model, image_a, image_b, mask_tta)
         for (i, t, x), logit in zip(chunk, logits, strict=True):
             if acc[i] is None:
                 acc[i] = torch.zeros((logit.shape[0], *padded[i][0].shape[-2:]), device=device)

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="match the two dates' per-channel mean and standard deviation before the model (against "
                    "illumination, haze, season and sensor shifts; default: the run's "
                    "model.evaluation.match_radiometry, else as the model was trained)")
+    p.add_argument("--mask-tta", choices=("none", "flips", "d4"), default=None,
+                   help="test-time augmentation of the mask: its logits averaged over the pair and its flips (flips) "
+                   "or all eight symmetries of the square (d4) (default: the run's model.evaluation.mask_tta, else "
+                   "none)")
     geo = p.add_argument_group("GeoTIFF scenes (.tif/.tiff pairs, any size; needs pip install 'semcc[geo]')")
     geo.add_argument("--bands", default=None,
                      help="1-based bands read as red,green,blue, e.g. 3,2,1 (default: the RGB colour "
@@ -103,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
         mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes, match_radiometry=args.match_radiometry,
+        mask_tta=args.mask_tta,
     )
     name = args.before.stem
     result = predictor.predict(before, after, names=[name])
@@ -122,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
               "decoding": predictor.decoding, "samples": predictor.samples, "change_share": predictor.change_share,
               "mask_prefixes": predictor.mask_prefixes, "road_shapes": predictor.road_shapes,
-              "match_radiometry": predictor.match_radiometry}
+              "match_radiometry": predictor.match_radiometry, "mask_tta": predictor.mask_tta}
     json_path = args.out / f"{name}.json"
     tmp = json_path.with_name(f".{json_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -150,6 +155,7 @@ def _run_scene(args: argparse.Namespace) -> int:
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
         mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes, match_radiometry=args.match_radiometry,
+        mask_tta=args.mask_tta,
     )
     result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,
                            max_region_captions=max_captions)

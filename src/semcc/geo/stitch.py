@@ -122,7 +122,7 @@ def _write_mask(
                 image_a = torch.stack([_window(predictor, rgb_a, x, s) for x in chunk]).to(device)
                 image_b = torch.stack([_window(predictor, rgb_b, x, s) for x in chunk]).to(device)
                 with predictor.radiometry():
-                    logits = cd_window_logits(predictor.model, image_a, image_b)
+                    logits = cd_window_logits(predictor.model, image_a, image_b, predictor.mask_tta)
                 for x, logit in zip(chunk, logits, strict=True):
                     acc[:, :, x : x + s] += logit * w
                     total[:, x : x + s] += w

@@ -24,6 +24,7 @@ from semcc.models.cd_head import ChangeDetectionHead
 from semcc.models.encoder import BiTemporalFeatures, BiTemporalSAMEncoder
 from semcc.models.neck import MultiTaskNeck
 from semcc.models.precision import trainable_to_float32
+from semcc.models.tta import check_mask_tta, invert_view, view
 
 __all__ = ["TASKS", "SemanticCC", "SemanticCCOutput", "check_widths"]
 
@@ -132,6 +133,27 @@ class SemanticCC(nn.Module):
         prepare = getattr(self.encoder, "prepare", None)
         images = prepare(image_a, image_b) if prepare is not None else (image_a, image_b)
         return self.cd_head(*cd, images=images)
+
+    @torch.no_grad()
+    def mask_logits_tta(self, image_a: torch.Tensor, image_b: torch.Tensor, tta: str = "flips",
+                        logits: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 6's mask logits averaged over the views of ``tta`` (:mod:`semcc.models.tta`: ``none``, ``flips`` or
+        ``d4``), each mapped back to the pair's frame; one encoder pass per view, no autograd. ``logits``: the mask
+        logits of the pair as it is, when already computed (that view then costs nothing)."""
+        views = check_mask_tta(tta)
+        if tta == "d4" and image_a.shape[-1] != image_a.shape[-2]:
+            size = tuple(image_a.shape[-2:])
+            raise ValueError(f"mask_tta 'd4' transposes the pair: it needs square images, got {size}")
+        total = None
+        for name in views:
+            if name == "" and logits is not None:
+                out = logits
+            else:
+                a, b = view(image_a, name), view(image_b, name)
+                out = invert_view(self.mask_logits(self.features(a, b, encoder_grad=False)[0], a, b), name)
+            total = out.float() if total is None else total + out.float()
+        assert total is not None
+        return total / len(views)
 
     @torch.no_grad()
     def encode(self, image_a: torch.Tensor, image_b: torch.Tensor) -> BiTemporalFeatures:

@@ -28,6 +28,7 @@ from semcc.metrics.claim_scores import SEMANTIC_COLUMNS, semantic_report
 from semcc.metrics.detection import detection_metrics, flatten_detection_scores
 from semcc.metrics.truth import MASK_CHANGE_SHARE, check_change_share
 from semcc.models.cd_head import class_mask
+from semcc.models.tta import check_mask_tta
 
 __all__ = ["EvalConfig", "Evaluator"]
 
@@ -101,6 +102,10 @@ class EvalConfig:
             the pairs, and over the changed pairs alone (``cc_nll``, ``cc_change_nll``; lower is better). Beyond
             the paper: it separates models while greedy captions are still the same sentence. One teacher-forced
             pass per reference, on the encoder output that the step's captioning uses.
+        mask_tta: test-time augmentation of the mask (beyond the paper, :mod:`semcc.models.tta`): ``none``
+            (default), ``flips`` (the mask logits averaged over the pair and its three flips: three more encoder
+            passes) or ``d4`` (the eight symmetries of the square). The captions still read the pair as it is; the
+            consistency-aware decoding reads the averaged mask.
     """
 
     max_new_tokens: int = 32
@@ -122,8 +127,10 @@ class EvalConfig:
     road_shapes: bool = False
     match_radiometry: bool | None = None
     reference_nll: bool = True
+    mask_tta: str = "none"
 
     def __post_init__(self) -> None:
+        check_mask_tta(self.mask_tta, "evaluation.mask_tta")
         if self.decoding not in ("greedy", "consistent"):
             raise ValueError(f"evaluation.decoding must be 'greedy' or 'consistent', got {self.decoding!r}")
         if self.beams < 1:
@@ -138,7 +145,7 @@ class EvalConfig:
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
     STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "length_penalty", "samples",
               "temperature", "sample_seed", "no_change_candidate", "change_share", "mask_prefixes", "road_shapes",
-              "match_radiometry")
+              "match_radiometry", "mask_tta")
 
 
 class Evaluator(nn.Module):

@@ -266,6 +266,9 @@ class SemanticCCTask(L.LightningModule):
             instructions=self.instructions if ensemble else [self.instructions[0]] * bs,
             max_new_tokens=self.evaluation.max_new_tokens, ensemble=ensemble, encoded=encoded,
         )
+        if self.evaluation.mask_tta != "none" and mask_logits is not None:
+            mask_logits = self.model.mask_logits_tta(batch["image_a"], batch["image_b"], self.evaluation.mask_tta,
+                                                     logits=mask_logits)
         if self.evaluation.decoding == "consistent" and mask_logits is not None and captions is not None:
             masks = class_mask(mask_logits).cpu().numpy()
             classes, share = self.mask_classes, self.evaluation.change_share
@@ -345,7 +348,7 @@ class SemanticCCTask(L.LightningModule):
             if self.evaluation.reference_nll and self.model.cc_head is not None:
                 self.evaluator.update_nll(stage, *self.reference_nll(batch, encoded))
         elif "mask" in batch:
-            mask_logits = self.model(batch["image_a"], batch["image_b"], tasks=("cd",), encoder_grad=False).mask_logits
+            mask_logits = self.model.mask_logits_tta(batch["image_a"], batch["image_b"], self.evaluation.mask_tta)
         else:
             return
         if "mask" in batch and mask_logits is not None:
