@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.strategies import FSDPStrategy, ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_only
 
 from semcc.commands import CommandError
@@ -248,6 +249,11 @@ class SemanticCCCLI(LightningCLI):
     def before_fit(self) -> None:
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         rank_zero_print(f"semcc: logs and metrics go to {log_dir}")
+        if not isinstance(self.trainer.strategy, (FSDPStrategy, ModelParallelStrategy)):
+            # WeightAveraging (tiny's EMA) warns whenever the module overrides configure_model, which SemanticCCTask
+            # does for FSDP only: without a sharding strategy nothing is sharded and the warning does not apply.
+            warnings.filterwarnings("ignore", message="You're using the WeightAveraging callback with a model that "
+                                    "overrides the configure_model callback")
 
     def after_fit(self) -> None:
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir  # a collective: every rank asks
