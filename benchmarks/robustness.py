@@ -53,6 +53,7 @@ from _common import add_json_argument, markdown_table, report, score_predictor
 from semcc.data.synthetic import SynthLEVIRConfig, generate_synth_levir
 from semcc.inference import Predictor
 from semcc.models.radiometry import check_share
+from semcc.models.tta import MASK_TTA
 
 #: Scores of a row, in table order: key -> column title.
 COLUMNS: dict[str, str] = {
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
                         help="match the dates' per-channel mean and standard deviation before the model "
                         "(Predictor(match_radiometry=...); default: the checkpoint's)")
-    parser.add_argument("--mask-tta", choices=("none", "flips", "d4"), default=None,
+    parser.add_argument("--mask-tta", choices=sorted(MASK_TTA), default=None,
                         help="test-time augmentation of the mask (Predictor(mask_tta=...); default: the checkpoint's, "
                         "else none)")
     parser.add_argument("--invariant-share", type=float, default=None,
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   "decoding": predictor.decoding, "samples": predictor.samples,
                   "mask_prefixes": predictor.mask_prefixes, "road_shapes": predictor.road_shapes,
                   "match_radiometry": predictor.match_radiometry, "invariant_share": invariant_share,
-                         "mask_tta": predictor.mask_tta})
+                  "mask_tta": predictor.mask_tta})
     return rows
 
 

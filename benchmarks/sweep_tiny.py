@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             print(f"[{i}/{len(runs)}, {time.perf_counter() - started:.0f} s] {result['variant']} seed "
                   f"{result['seed']}: {what}, CD F1 {_fmt(val.get('val/cd_f1'))}, "
                   f"BLEU-4 {_fmt(val.get('val/cc_bleu_4'))}", flush=True)
-            write_tables(args.out, results, list(variants), header)
-    print(write_tables(args.out, results, list(variants), header))
+            text = write_tables(args.out, results, list(variants), header)
+    print(text)
     return results
 
 

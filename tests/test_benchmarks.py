@@ -345,8 +345,9 @@ def test_sweep_variants_parse_from_items_and_yaml_and_name_each_mistake(tmp_path
     got = sweep_tiny.parse_variants(["pos=--data.cd.positive_fraction 0.75 --x '{a: 1}'"], path)
     assert got == {"base": [], "lr": ["--model.optim.lr", "2e-3"], "none": [],
                    "pos": ["--data.cd.positive_fraction", "0.75", "--x", "{a: 1}"]}
+    other = tmp_path / "w.yaml"
     for items, file_text, message in [
-        (["lr=--a 1"], None, "variant 'lr' given twice"),
+        (["lr=--a 1"], path.read_text(), "variant 'lr' given twice"),
         (["no-equals"], None, "expected NAME=OVERRIDES"),
         (["a b=--x"], None, "use letters, digits"),
         ([], "[1, 2]", "expected a mapping"),
@@ -354,12 +355,10 @@ def test_sweep_variants_parse_from_items_and_yaml_and_name_each_mistake(tmp_path
         ([], "x: [", "cannot read it as YAML"),
         ([], None, "no variants"),
     ]:
-        other = tmp_path / "w.yaml"
         if file_text is not None:
             other.write_text(file_text)
         with pytest.raises(SystemExit, match=message):
-            sweep_tiny.parse_variants(items, other if file_text is not None else (path if "twice" in message
-                                                                                 else None))
+            sweep_tiny.parse_variants(items, other if file_text is not None else None)
 
 
 def _sweep_extra(tiny_cli_args, run: Path) -> str:

@@ -639,3 +639,8 @@ def test_mask_tta_rejects_unknown_settings_and_d4_on_a_rectangle(tok_dir: Path) 
         EvalConfig(mask_tta="flip")
     with pytest.raises(ValueError, match="needs square images"):
         model.mask_logits_tta(a[..., :48], b[..., :48], "d4")
+    from semcc.commands.caption import build_parser  # its choices are written out (no torch for --help)
+    from semcc.models.tta import MASK_TTA
+
+    tta_option = next(a for a in build_parser()._actions if a.dest == "mask_tta")
+    assert list(tta_option.choices) == sorted(MASK_TTA)

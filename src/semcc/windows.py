@@ -55,10 +55,7 @@ def cd_window_logits(model: SemanticCC, image_a: torch.Tensor, image_b: torch.Te
     forward of :func:`sliding_window_logits` and of :func:`semcc.geo.caption_scene`'s strips."""
     if model.cd_head is None:
         raise ValueError("this model has no cd_head: it cannot predict change masks")
-    if mask_tta != "none":
-        return model.mask_logits_tta(image_a, image_b, mask_tta)
-    cd, _ = model.features(image_a, image_b)
-    return model.mask_logits(cd, image_a, image_b).float()
+    return model.mask_logits_tta(image_a, image_b, mask_tta)
 
 
 @torch.no_grad()

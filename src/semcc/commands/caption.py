@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="match the two dates' per-channel mean and standard deviation before the model (against "
                    "illumination, haze, season and sensor shifts; default: the run's "
                    "model.evaluation.match_radiometry, else as the model was trained)")
-    p.add_argument("--mask-tta", choices=("none", "flips", "d4"), default=None,
+    p.add_argument("--mask-tta", choices=("d4", "flips", "none"), default=None,  # semcc.models.tta.MASK_TTA's
                    help="test-time augmentation of the mask: its logits averaged over the pair and its flips (flips) "
                    "or all eight symmetries of the square (d4) (default: the run's model.evaluation.mask_tta, else "
                    "none)")

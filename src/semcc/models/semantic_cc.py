@@ -141,9 +141,9 @@ class SemanticCC(nn.Module):
         ``d4``), each mapped back to the pair's frame; one encoder pass per view, no autograd. ``logits``: the mask
         logits of the pair as it is, when already computed (that view then costs nothing)."""
         views = check_mask_tta(tta)
-        if tta == "d4" and image_a.shape[-1] != image_a.shape[-2]:
+        if any("t" in name for name in views) and image_a.shape[-1] != image_a.shape[-2]:
             size = tuple(image_a.shape[-2:])
-            raise ValueError(f"mask_tta 'd4' transposes the pair: it needs square images, got {size}")
+            raise ValueError(f"mask_tta {tta!r} transposes the pair: it needs square images, got {size}")
         total = None
         for name in views:
             if name == "" and logits is not None:
