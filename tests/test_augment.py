@@ -193,6 +193,8 @@ def test_misregistration_shifts_one_date_by_the_drawn_pixels() -> None:
     ({"colour": -0.1}, "augment.colour"), ({"season": 2.0}, "augment.season"), ({"haze": 1.5}, "augment.haze"),
     ({"noise": "a"}, "augment.noise"), ({"shift": 1.5}, "augment.shift"), ({"shift": 65}, "augment.shift"),
     ({"shift": -1}, "augment.shift"), ({"views": -1}, "augment.views"), ({"sources": ["cd", "xx"]}, "augment.sources"),
+    ({"scale": {"xx": 2.0}}, "augment.scale"), ({"scale": {"joint": -1.0}}, "augment.scale.joint"),
+    ({"scale": {"joint": "2"}}, "augment.scale.joint"), ({"scale": {"joint": 5.0}}, "augment.scale.joint"),
 ])
 def test_bad_options_are_one_line_errors_naming_the_option(kwargs: dict, option: str) -> None:
     with pytest.raises(ValueError, match=option.replace(".", r"\.")) as err:
@@ -204,6 +206,23 @@ def test_a_bad_option_on_the_command_line_is_one_line(capsys: pytest.CaptureFixt
     assert main(["validate", "--config", TINY, "--data.augment.haze", "1.5"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "augment.haze must be a number in [0, 1], got 1.5" in err
+
+
+def test_a_scaled_source_draws_the_same_numbers_times_its_factor() -> None:
+    config = AugmentConfig(enabled=True, p=1.0, scale={"joint": 2.0, "cc": 1.0})
+    assert config.for_source("cd") is config and config.for_source("cc") is config
+    joint = config.for_source("joint")
+    assert (joint.illumination, joint.colour, joint.season, joint.haze, joint.noise, joint.shift) == pytest.approx(
+        (0.4, 0.1, 0.6, 0.6, 0.06, 4))
+    assert joint.scale == {} and joint.p == 1.0
+    plain, strong = PairAugment(config, salt=0), PairAugment(joint, salt=0)
+    for seed in range(5):
+        (a, b), (sa, sb) = plain.draw(np.random.default_rng(seed)), strong.draw(np.random.default_rng(seed))
+        for d, sd in ((a, sa), (b, sb)):
+            assert sd.gain - 1 == pytest.approx(2 * (d.gain - 1)) and sd.haze == pytest.approx(2 * d.haze)
+            assert sd.season == pytest.approx(2 * d.season) and sd.noise == pytest.approx(2 * d.noise)
+            assert sd.channel_offset == pytest.approx(tuple(2 * v for v in d.channel_offset))
+    assert max(max(map(abs, strong.draw(np.random.default_rng(s))[i].shift)) for s in range(50) for i in (0, 1)) > 2
 
 
 # ------------------------------------------------------------------------------------------------ the data module
@@ -240,6 +259,10 @@ def test_the_data_module_augments_training_splits_only(synth_root: Path, synth_c
     assert only_cd.dataset("cd", "train").augment is not None and only_cd.dataset("cc", "train").augment is None
     assert _data(synth_root, synth_config, tmp_path, replace(ALL_ON, enabled=False)).dataset(
         "cd", "train").augment is None
+    # A scaled source draws with its own strengths; the others share one augmenter.
+    scaled = _data(synth_root, synth_config, tmp_path, replace(ALL_ON, scale={"joint": 2.0}))
+    joint, cd, cc = (scaled.dataset(s, "train").augment for s in ("joint", "cd", "cc"))
+    assert cd is cc and cd.config.haze == ALL_ON.haze and joint.config.haze == pytest.approx(2 * ALL_ON.haze)
 
 
 def _fit_with_cache(dm: SemanticCCDataModule, tmp_path: Path) -> SemanticCCTask:

@@ -137,7 +137,7 @@ class SemanticCCDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.augment = augment if augment is not None else AugmentConfig()
-        self._pair_augment: PairAugment | None = None
+        self._pair_augment: dict[float, PairAugment] = {}  # by augment.scale's factor
         self.eval_data = eval_data if eval_data is not None else EvalDataConfig()
         self.loader = loader if loader is not None else LoaderConfig()
         self.cd = cd if cd is not None else CDCropConfig()
@@ -324,15 +324,17 @@ class SemanticCCDataModule(L.LightningDataModule):
         return self._datasets[key]
 
     def _augmenter(self, source: str, split: str) -> PairAugment | None:
-        """The training augmentation of ``source`` (one, shared by the sources, so that a pair read by ``cc`` and
-        ``joint`` has the same views); ``None`` off the training split, for other sources, or when disabled."""
+        """The training augmentation of ``source`` (one per strength, shared by the sources that draw with it, so
+        that a pair read by ``cc`` and ``joint`` has the same views unless ``augment.scale`` sets them apart);
+        ``None`` off the training split, for other sources, or when disabled."""
         config = self.augment
         wanted = config.sources if config.sources is not None else SOURCES
         if not config.enabled or split != "train" or source not in wanted:
             return None
-        if self._pair_augment is None:
-            self._pair_augment = PairAugment(config, self.loader.mean, self.loader.std)
-        return self._pair_augment
+        factor = float(config.scale.get(source, 1.0))
+        if factor not in self._pair_augment:
+            self._pair_augment[factor] = PairAugment(config.for_source(source), self.loader.mean, self.loader.std)
+        return self._pair_augment[factor]
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"],

@@ -18,7 +18,7 @@ and on the command line ``--data.cd.crop_size 64`` or ``--data.augment.haze 0.3`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from semcc.data.levir import LEVIR_CC_MEAN, LEVIR_CC_STD
@@ -157,8 +157,8 @@ class AugmentConfig:
     ``transient`` and encoded at every read without being stored; with ``views: N`` each LEVIR-CC / LEVIR-MCI
     pair has N fixed augmented versions (seeded by its name and the view), one picked at random per read, which
     the cache stores like any pair: the encoder then runs N times per pair and phase run instead of once, and
-    the cache holds N times the pairs. ``configs/tiny.yaml`` augments phase i's LEVIR-CD crops only
-    (``sources: [cd]``); 0.3 augmented every source with ``views: 2``, in a slower fit.
+    the cache holds N times the pairs. ``configs/tiny.yaml`` augments every source with ``views: 2`` (phase i's
+    LEVIR-CD crops fresh at every read, two fixed versions of each caption and joint pair).
 
     Args:
         enabled: apply the augmentations (default: off).
@@ -173,6 +173,11 @@ class AugmentConfig:
         noise: Gaussian noise of standard deviation ``U(0, s)`` on the 0-1 scale (in [0, 1]).
         views: 0 (default): a fresh draw at every read; N > 0: N fixed augmented versions per LEVIR-CC /
             LEVIR-MCI pair (LEVIR-CD crops are always fresh), so that the frozen-feature cache can keep them.
+        scale: per-source factors on the strengths (``illumination``, ``colour``, ``season``, ``haze``, ``noise``;
+            ``shift`` rounded to whole pixels), e.g. ``{joint: 2.0}``: phase iii's joint pairs, where the caption
+            branch learns what is no change, drawn twice as strong while phase i's crops keep the strengths above.
+            A source left out takes factor 1; a scaled strength must stay within its bounds. A scaled source gets
+            its own draws (with ``views``, its own fixed versions).
     """
 
     enabled: bool = False
@@ -185,10 +190,16 @@ class AugmentConfig:
     shift: int = 2
     noise: float = 0.03
     views: int = 0
+    scale: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.sources is not None and (unknown := [s for s in self.sources if s not in SOURCES]):
             raise ValueError(f"augment.sources has unknown sources {unknown}; choose from {list(SOURCES)}")
+        if unknown := [s for s in self.scale if s not in SOURCES]:
+            raise ValueError(f"augment.scale has unknown sources {unknown}; choose from {list(SOURCES)}")
+        for source, factor in self.scale.items():
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 0:
+                raise ValueError(f"augment.scale.{source} must be a number of at least 0, got {factor!r}")
         bounds = {"p": (0.0, 1.0, True), "illumination": (0.0, 1.0, False), "colour": (0.0, 1.0, False),
                   "season": (0.0, 1.0, True), "haze": (0.0, 1.0, True), "noise": (0.0, 1.0, True)}
         for name, (low, high, closed) in bounds.items():
@@ -203,6 +214,20 @@ class AugmentConfig:
             if not whole or value < 0 or (high is not None and value > high):
                 limit = f"0 to {high}" if high is not None else "at least 0"
                 raise ValueError(f"augment.{name} must be a whole number, {limit}, got {value!r}")
+        for source in self.scale:
+            try:
+                self.for_source(source)
+            except ValueError as err:
+                raise ValueError(f"augment.scale.{source}: {err}") from None
+
+    def for_source(self, source: str) -> AugmentConfig:
+        """The strengths ``source`` is augmented with: these, times ``scale[source]`` (itself when unscaled)."""
+        factor = float(self.scale.get(source, 1.0))
+        if factor == 1.0:
+            return self
+        strengths = {name: getattr(self, name) * factor for name in ("illumination", "colour", "season", "haze",
+                                                                      "noise")}
+        return replace(self, **strengths, shift=round(self.shift * factor), scale={})
 
 
 def binary_mask_class(sources: Iterable[str], joint_mask_mode: str = "building") -> str:
