@@ -8,7 +8,8 @@ more per ``--samples`` value, with that many captions drawn from the model joini
 by minimum Bayes risk; once more per ``--length-penalty`` value, the beams ranked with it; once more with
 ``--mask-prefixes`` or ``--no-mask-prefixes``, the mask-guided candidates on or off; once more with ``--road-shapes``
 or ``--no-road-shapes``, a building mask's road-shaped components counted apart or not, with the mask-guided
-candidates as ``--mask-prefixes`` says), and prints one row each
+candidates as ``--mask-prefixes`` says; once more with ``--first-clauses`` or ``--no-first-clauses``, each candidate's
+first clause among the candidates or not), and prints one row each
 (:func:`_common.score_predictor`): captions right about change, the semantic scores (change-type F1 also per class:
 building, road, trees), changed-pair BLEU-4 and CIDEr,
 how varied the changed pairs' captions are (``caption_diversity``: the share of distinct captions and the share given
@@ -16,7 +17,7 @@ the most frequent one), overall CIDEr, the share of pairs whose caption agrees w
 
 Usage: ``python benchmarks/consistent_decoding.py --ckpt CKPT [--root ~/.cache/semcc/synthlevir-tiny/LEVIR-CC]
 [--split test] [--beams 2] [--change-share 0.005 0.002] [--samples 16 32] [--temperature 0.5] [--length-penalty 0]
-[--mask-prefixes] [--road-shapes]``
+[--mask-prefixes] [--road-shapes] [--first-clauses]``
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="one more consistent row with a building mask's road-shaped components not counted as "
                         "buildings (--road-shapes) or counted (--no-road-shapes), the mask-guided candidates as "
                         "--mask-prefixes says; the other rows keep the checkpoint's setting")
+    parser.add_argument("--first-clauses", action=argparse.BooleanOptionalAction, default=None,
+                        help="one more consistent row with each candidate's first clause among the candidates "
+                        "(--first-clauses) or not (--no-first-clauses); the other rows keep the checkpoint's setting")
     parser.add_argument("--batch-size", type=int, default=16)
     add_json_argument(parser, "consistent_decoding.json")
     args = parser.parse_args(argv)
@@ -81,18 +85,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"{root}: no LevirCCcaptions.json (run `semcc fit --config configs/tiny.yaml` or `semcc synth`)")
     rows = []
     shares: list[float | None] = list(args.change_share) if args.change_share else [None]
-    runs = [("greedy", None, 0, None, None, None)] + [("consistent", x, 0, None, None, None) for x in shares]
-    runs += [("consistent", None, n, None, None, None) for n in args.samples or []]
-    runs += [("consistent", None, 0, lp, None, None) for lp in args.length_penalty or []]
+    runs = [("greedy", None, 0, None, None, None, None)] + [("consistent", x, 0, None, None, None, None)
+                                                             for x in shares]
+    runs += [("consistent", None, n, None, None, None, None) for n in args.samples or []]
+    runs += [("consistent", None, 0, lp, None, None, None) for lp in args.length_penalty or []]
     if args.mask_prefixes is not None:
-        runs.append(("consistent", None, 0, None, args.mask_prefixes, None))
+        runs.append(("consistent", None, 0, None, args.mask_prefixes, None, None))
     if args.road_shapes is not None:
-        runs.append(("consistent", None, 0, None, args.mask_prefixes, args.road_shapes))
-    for decoding, share, samples, penalty, prefixes, shapes in runs:
+        runs.append(("consistent", None, 0, None, args.mask_prefixes, args.road_shapes, None))
+    if args.first_clauses is not None:
+        runs.append(("consistent", None, 0, None, None, None, args.first_clauses))
+    for decoding, share, samples, penalty, prefixes, shapes, clauses in runs:
         predictor = Predictor.from_checkpoint(args.ckpt, decoding=decoding, beams=args.beams, samples=samples,
                                               temperature=args.temperature, batch_size=args.batch_size,
                                               change_share=share, length_penalty=penalty, mask_prefixes=prefixes,
-                                              road_shapes=shapes)
+                                              road_shapes=shapes, first_clauses=clauses)
         scores = score_predictor(predictor, root, args.split, min_share=predictor.change_share)
         row = {"decoding": decoding if share is None else f"{decoding} ({predictor.change_share:g})"}
         if samples:
@@ -107,6 +114,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row["decoding"] += f", road shapes {'apart' if shapes else 'counted'}"
         elif decoding == "consistent" and predictor.road_shapes:
             row["decoding"] += " (road shapes apart)"
+        if clauses is not None:
+            row["decoding"] += f", first clauses {'in' if clauses else 'out'}"
+        elif decoding == "consistent" and predictor.first_clauses:
+            row["decoding"] += " (first clauses)"
         row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items() if k in COLUMNS})
         row["seconds"] = round(scores["seconds"], 3)
         rows.append(row)

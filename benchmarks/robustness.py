@@ -23,9 +23,9 @@ a SynthLEVIR test split of ``--pairs`` pairs under ``--work`` (once; reused afte
   ``synth_meta.json``, :func:`semcc.metrics.truth.load_truth`): change-type macro F1, count and location
   accuracy, hallucination rate.
 
-Captions are decoded as the checkpoint's run says (``model.evaluation.decoding``, ``samples``, ``mask_prefixes`` and
-``road_shapes``; ``--decoding``, ``--samples``, ``--mask-prefixes`` / ``--no-mask-prefixes`` and ``--road-shapes`` /
-``--no-road-shapes`` to choose), and the two dates'
+Captions are decoded as the checkpoint's run says (``model.evaluation.decoding``, ``samples``, ``mask_prefixes``,
+``road_shapes`` and ``first_clauses``; ``--decoding``, ``--samples``, ``--mask-prefixes`` / ``--no-mask-prefixes``,
+``--road-shapes`` / ``--no-road-shapes`` and ``--first-clauses`` / ``--no-first-clauses`` to choose), and the two dates'
 radiometry is matched before the model as the run says (``model.evaluation.match_radiometry``; ``--match-radiometry``
 / ``--no-match-radiometry`` to choose), on the share of pseudo-invariant pixels the encoder says
 (``encoder.invariant_share``, 0.8 unless set; ``--invariant-share``, e.g. ``1`` for 0.12.0's one pass on all pixels).
@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--road-shapes", action=argparse.BooleanOptionalAction, default=None,
                         help="a building mask's road-shaped components not counted as buildings in the consistent "
                         "decoding (Predictor(road_shapes=...); default: the checkpoint's)")
+    parser.add_argument("--first-clauses", action=argparse.BooleanOptionalAction, default=None,
+                        help="each candidate's first clause among the consistent decoding's candidates "
+                        "(Predictor(first_clauses=...); default: the checkpoint's)")
     parser.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
                         help="match the dates' per-channel mean and standard deviation before the model "
                         "(Predictor(match_radiometry=...); default: the checkpoint's)")
@@ -168,7 +171,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                           decoding=None if args.decoding == "auto" else args.decoding,
                                           change_share=args.change_share, samples=args.samples,
                                           mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes,
-                                          match_radiometry=args.match_radiometry, mask_tta=args.mask_tta)
+                                          first_clauses=args.first_clauses, match_radiometry=args.match_radiometry,
+                                          mask_tta=args.mask_tta)
     if args.min_share is None:
         args.min_share = predictor.change_share
     if args.invariant_share is not None:
@@ -202,12 +206,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     columns = {"nuisance": "nuisance", **COLUMNS}
     guided = predictor.mask_prefixes and predictor.decoding == "consistent"
     shapes = predictor.road_shapes and predictor.decoding == "consistent"
+    clauses = predictor.first_clauses and predictor.decoding == "consistent"
     seconds = round(time.perf_counter() - start, 1)
     title = (f"robustness to look-alike changes: {args.ckpt} on SynthLEVIR test sets, {args.pairs} pairs x "
              f"seeds {' '.join(map(str, args.seeds))} per nuisance strength, {predictor.decoding} decoding"
              f"{f' with {predictor.samples} samples' if predictor.samples else ''}"
              f"{' and mask-guided candidates' if guided else ''}"
              f"{', road shapes apart' if shapes else ''}"
+             f"{', first clauses' if clauses else ''}"
              f"{f', radiometry matched on {invariant_share:g} of the pixels' if predictor.match_radiometry else ''}"
              f"{f', mask averaged over its {predictor.mask_tta} views' if predictor.mask_tta != 'none' else ''}"
              " (mean ± sample std over seeds)")
@@ -218,7 +224,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   "table": markdown_table(rows, columns), "mask_mode": mask_mode, "train_nuisance": train_nuisance,
                   "decoding": predictor.decoding, "samples": predictor.samples,
                   "mask_prefixes": predictor.mask_prefixes, "road_shapes": predictor.road_shapes,
-                  "match_radiometry": predictor.match_radiometry, "invariant_share": invariant_share,
+                  "first_clauses": predictor.first_clauses, "match_radiometry": predictor.match_radiometry,
+                  "invariant_share": invariant_share,
                   "mask_tta": predictor.mask_tta})
     return rows
 

@@ -247,15 +247,18 @@ def test_change_probe_fits_on_train_pairs_and_reads_the_caption_branch(tmp_path:
 def test_consistent_decoding_prints_one_row_per_decoding(tmp_path: Path, tiny_checkpoint: Path, synth_root: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
     """benchmarks/consistent_decoding.py: greedy, the checkpoint's consistent decoding, and one more row each for
-    --no-mask-prefixes and --no-road-shapes (the rows not set otherwise keep the run's settings, tiny's: guided,
-    road shapes apart), scored by the real caption metrics and the semantic scores."""
+    --no-mask-prefixes, --no-road-shapes and --no-first-clauses (the rows not set otherwise keep the run's settings,
+    tiny's: guided, road shapes apart, first clauses in), scored by the real caption metrics and the semantic
+    scores."""
     root = str(synth_root / "LEVIR-CC")
     rows = consistent_decoding.main(["--ckpt", str(tiny_checkpoint), "--root", root, "--split", "test",
-                                     "--no-mask-prefixes", "--no-road-shapes", "--json", str(tmp_path / "c.json")])
+                                     "--no-mask-prefixes", "--no-road-shapes", "--no-first-clauses",
+                                     "--json", str(tmp_path / "c.json")])
     assert [r["decoding"] for r in rows] == [
-        "greedy", "consistent (mask-guided) (road shapes apart)",
-        "consistent, mask-guided candidates off (road shapes apart)",
-        "consistent, mask-guided candidates off, road shapes counted"]
+        "greedy", "consistent (mask-guided) (road shapes apart) (first clauses)",
+        "consistent, mask-guided candidates off (road shapes apart) (first clauses)",
+        "consistent, mask-guided candidates off, road shapes counted (first clauses)",
+        "consistent (mask-guided) (road shapes apart), first clauses out"]
     for row in rows:
         assert 0.0 <= row["change_accuracy"] <= 1.0 and 0.0 <= row["consistent_share"] <= 1.0
         assert 0.0 <= row["bleu_4"] <= 1.0 and row["seconds"] > 0

@@ -301,13 +301,15 @@ def test_caption_command(tiny_checkpoint: Path, real_pair, tmp_path: Path, capsy
     assert Image.open(overlay_path).width == 3 * 256 + 16
     assert report["samples"] == 0 and report["match_radiometry"] is True and report["mask_prefixes"] is True  # tiny's
     assert report["road_shapes"] is True and all("road_shaped" in r for r in report["mask"]["regions"])
+    assert report["first_clauses"] is True  # tiny's
     plain = tmp_path / "plain"
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(plain),
-                 "--no-match-radiometry", "--no-mask-prefixes", "--no-road-shapes"]) == 0
+                 "--no-match-radiometry", "--no-mask-prefixes", "--no-road-shapes", "--no-first-clauses"]) == 0
     capsys.readouterr()
     unguided = json.loads((plain / "train_000016.json").read_text())
     assert unguided["match_radiometry"] is False and unguided["mask_prefixes"] is False
     assert unguided["road_shapes"] is False and report["mask_tta"] == "d4"  # tiny's
+    assert unguided["first_clauses"] is False
     tta = tmp_path / "tta"
     assert main(["caption", *map(str, real_pair), "--ckpt", str(tiny_checkpoint), "--out", str(tta),
                  "--mask-tta", "flips"]) == 0

@@ -207,6 +207,33 @@ def test_consistency_rank_prefers_the_caption_the_mask_confirms() -> None:
     assert consistency_rank(["a", "b"], mask) == [0, 1]  # ties keep the order
 
 
+def test_first_clauses_win_where_the_mask_confirms_no_more_of_the_whole() -> None:
+    from semcc.metrics.consistency import choose_consistent, first_clause, with_first_clauses
+
+    two_events = "many houses are built on the right side of the scene and a house is demolished at the bottom"
+    assert first_clause(two_events) == "many houses are built on the right side of the scene"
+    assert first_clause("two houses are built") == "two houses are built"
+    assert with_first_clauses(["a b and c", "d"]) == ["a b", "a b and c", "d"]
+    # eight building components spread over the image: the second event adds no agreement, so its first clause wins
+    boxes = [(x, y, x + 6, y + 6) for x in (5, 30, 55, 80) for y in (10, 60)]
+    many = summarize_mask(_squares(100, boxes), mask_class_names(2, "building"))
+    whole, head = check_consistency(two_events, many), check_consistency(first_clause(two_events), many)
+    assert whole.severity() == head.severity() and whole.checks - len(whole.disagreements) == head.checks - len(
+        head.disagreements)
+    assert choose_consistent(two_events, [], many)[0] == two_events  # without: the greedy caption wins the tie
+    caption, ranked = choose_consistent(two_events, [], many, first_clauses=True)
+    assert caption == first_clause(two_events) and ranked == [caption, two_events]
+    # a road and two houses (a LEVIR-MCI class mask): the first clause leaves the houses out, the whole caption wins
+    classes = np.zeros((100, 100), np.uint8)
+    classes[45:55, :] = 1  # road
+    classes[20:30, 20:30] = classes[20:30, 60:70] = 2  # two buildings
+    mci = summarize_mask(classes, mask_class_names(3))
+    road_and_houses = "a new road is built and two houses are built along the road"
+    caption, ranked = choose_consistent(road_and_houses, [], mci, first_clauses=True)
+    assert caption == road_and_houses and ranked[1] == "a new road is built"
+    assert check_consistency("a new road is built", mci).severity()[1] == 1  # the houses left out
+
+
 def test_a_building_mask_checks_only_the_classes_it_marks() -> None:
     """A binary mask of building change (tiny's CD head: LEVIR-CD and LEVIR-MCI building labels) confirms or
     contradicts buildings only: leaving its buildings out is a ``class`` disagreement, which outweighs any number of
@@ -668,20 +695,21 @@ def test_mask_guided_candidates_join_the_consistent_decoding(tiny_checkpoint: Pa
     import torch
 
     from semcc.inference import Predictor
-    from semcc.metrics.consistency import choose_consistent, mask_prefixes
+    from semcc.metrics.consistency import choose_consistent, mask_prefixes, with_first_clauses
     from semcc.tasks.loading import load_task
 
     task = load_task(tiny_checkpoint).eval()
     assert Predictor(task).mask_prefixes == task.evaluation.mask_prefixes
     assert Predictor(task).road_shapes == task.evaluation.road_shapes is True  # tiny's
     assert Predictor(task, road_shapes=False).road_shapes is False
+    assert Predictor(task).first_clauses == task.evaluation.first_clauses is True  # tiny's
     folder = synth_root / "LEVIR-CC" / "images" / "test"
     names = sorted(p.name for p in (folder / "A").iterdir())[:4]
     pairs = ([folder / "A" / n for n in names], [folder / "B" / n for n in names])
     with torch.no_grad():  # the short test fit's masks mark nothing: shift the logits so that they mark a building
         task.model.cd_head.proj.bias.add_(50.0)
-    guided = Predictor(task, decoding="consistent", mask_prefixes=True).predict(*pairs)
-    plain = Predictor(task, decoding="consistent", mask_prefixes=False).predict(*pairs)
+    guided = Predictor(task, decoding="consistent", mask_prefixes=True, first_clauses=False).predict(*pairs)
+    plain = Predictor(task, decoding="consistent", mask_prefixes=False, first_clauses=False).predict(*pairs)
     predictor = Predictor(task)
     images = [torch.stack([predictor._normalize(np.array(Image.open(p).convert("RGB"))) for p in side])
               for side in pairs]
@@ -702,3 +730,8 @@ def test_mask_guided_candidates_join_the_consistent_decoding(tiny_checkpoint: Pa
         assert len(more[i]) == len(known) and all(c.startswith(q) for c, q in zip(more[i], known, strict=True))
         assert g.caption == choose_consistent(greedy[i], [*beams[i], *more[i]], g.consistency.mask,
                                               no_change=predictor.no_change_candidates)[0]
+    # first clauses (tiny's): the same candidates and each one's first clause; the choice is never less consistent
+    clauses = Predictor(task, decoding="consistent", mask_prefixes=True).predict(*pairs)
+    for c, g in zip(clauses, guided, strict=True):
+        assert set(c.candidates) == set(with_first_clauses(g.candidates))
+        assert c.consistency.severity() <= g.consistency.severity()

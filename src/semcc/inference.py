@@ -183,6 +183,10 @@ class Predictor:
             (:func:`semcc.metrics.truth.road_shaped`) are not counted as buildings by the consistency report, the
             consistency-aware decoding and the mask-guided openings (beyond the paper, 0.17). Default: the task's
             ``evaluation.road_shapes``, else off.
+        first_clauses: with ``decoding="consistent"``, each candidate's first clause (the words before its first
+            "and") joins the candidates just before it, so that a caption of two events wins only where the mask
+            confirms more of it (beyond the paper; :func:`semcc.metrics.consistency.choose_consistent`). Default: the
+            task's ``evaluation.first_clauses``, else off.
         binary_mask_class: what a binary model's mask marks, for the consistency report and decoding:
             ``"building"`` or ``"change"`` (any change). Default: the task's (stored by ``semcc fit``; tiny's is
             ``"building"``), else ``"change"``.
@@ -218,6 +222,7 @@ class Predictor:
         change_share: float | None = None,
         mask_prefixes: bool | None = None,
         road_shapes: bool | None = None,
+        first_clauses: bool | None = None,
         binary_mask_class: str | None = None,
         match_radiometry: bool | None = None,
         mask_tta: str | None = None,
@@ -273,6 +278,9 @@ class Predictor:
         if road_shapes is None:
             road_shapes = _task_setting(task_or_model, "road_shapes")
         self.road_shapes = bool(road_shapes)
+        if first_clauses is None:
+            first_clauses = _task_setting(task_or_model, "first_clauses")
+        self.first_clauses = bool(first_clauses)
         stored = self.task.hparams.get("binary_mask_class") if self.task is not None else None
         self.binary_mask_class: str = binary_mask_name(binary_mask_class or stored)
         if match_radiometry is None:
@@ -415,7 +423,8 @@ class Predictor:
             if candidates is not None:
                 result.caption, result.candidates = choose_consistent(caption, candidates, summary,
                                                                       no_change=self.no_change_candidates,
-                                                                      samples=samples)
+                                                                      samples=samples,
+                                                                      first_clauses=self.first_clauses)
             result.consistency = check_consistency(result.caption or "", summary)
         if probability:
             prob = torch.sigmoid(logit[0]) if logit.shape[0] == 1 else 1 - torch.softmax(logit, 0)[0]

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a building-change mask's components shaped like a road (long and thin) are not counted as "
                    "buildings by the consistency check and decoding (default: the run's "
                    "model.evaluation.road_shapes, else off)")
+    p.add_argument("--first-clauses", action=argparse.BooleanOptionalAction, default=None,
+                   help="for --decoding consistent: each candidate's first clause (the words before its first 'and') "
+                   "joins the candidates, so a caption of two events wins only where the mask confirms more of it "
+                   "(default: the run's model.evaluation.first_clauses, else off)")
     p.add_argument("--match-radiometry", action=argparse.BooleanOptionalAction, default=None,
                    help="match the two dates' per-channel mean and standard deviation before the model (against "
                    "illumination, haze, season and sensor shifts; default: the run's "
@@ -106,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
-        mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes, match_radiometry=args.match_radiometry,
-        mask_tta=args.mask_tta,
+        mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes, first_clauses=args.first_clauses,
+        match_radiometry=args.match_radiometry, mask_tta=args.mask_tta,
     )
     name = args.before.stem
     result = predictor.predict(before, after, names=[name])
@@ -127,7 +131,8 @@ def run(args: argparse.Namespace) -> int:
     report = {**result.to_dict(), "before": str(args.before), "after": str(args.after), "checkpoint": str(args.ckpt),
               "decoding": predictor.decoding, "samples": predictor.samples, "change_share": predictor.change_share,
               "mask_prefixes": predictor.mask_prefixes, "road_shapes": predictor.road_shapes,
-              "match_radiometry": predictor.match_radiometry, "mask_tta": predictor.mask_tta}
+              "first_clauses": predictor.first_clauses, "match_radiometry": predictor.match_radiometry,
+              "mask_tta": predictor.mask_tta}
     json_path = args.out / f"{name}.json"
     tmp = json_path.with_name(f".{json_path.name}.tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -154,8 +159,8 @@ def _run_scene(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens, decoding=args.decoding, beams=args.beams,
         length_penalty=args.length_penalty,
         samples=args.samples, temperature=args.temperature, change_share=args.change_share,
-        mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes, match_radiometry=args.match_radiometry,
-        mask_tta=args.mask_tta,
+        mask_prefixes=args.mask_prefixes, road_shapes=args.road_shapes, first_clauses=args.first_clauses,
+        match_radiometry=args.match_radiometry, mask_tta=args.mask_tta,
     )
     result = caption_scene(predictor, args.before, args.after, args.out, bands=bands, resample=args.resample,
                            max_region_captions=max_captions)

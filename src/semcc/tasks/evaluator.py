@@ -90,6 +90,10 @@ class EvalConfig:
             the consistency-aware decoding and the mask-guided openings (``MaskSummary`` regions keep them in
             ``road_shaped``). Beyond the paper (0.17): a weak building-change head marks new roads too, and without
             it "a house is built" outranks the model's own caption of a new road.
+        first_clauses: with ``decoding="consistent"``, each candidate's first clause (the words before its first
+            "and") joins the candidates just before it (:func:`semcc.metrics.consistency.choose_consistent`): a caption
+            of two events wins only where the mask confirms more of it than of its first clause. Beyond the paper
+            (``benchmarks/README.md``, "First clauses").
         match_radiometry: beyond the paper: match the two dates' per-channel mean and standard deviation before the
             encoder in validation, test and prediction (:func:`semcc.models.radiometry.match_radiometry`, relative
             radiometric normalisation), whatever the encoder's own ``match_radiometry`` did in training; ``None``
@@ -125,6 +129,7 @@ class EvalConfig:
     change_share: float = MASK_CHANGE_SHARE
     mask_prefixes: bool = False
     road_shapes: bool = False
+    first_clauses: bool = False
     match_radiometry: bool | None = None
     reference_nll: bool = True
     mask_tta: str = "none"
@@ -145,7 +150,7 @@ class EvalConfig:
     #: ``--model.evaluation.meteor false`` for a test is never overridden by the training run's value).
     STORED = ("max_new_tokens", "ensemble", "log_samples", "decoding", "beams", "length_penalty", "samples",
               "temperature", "sample_seed", "no_change_candidate", "change_share", "mask_prefixes", "road_shapes",
-              "match_radiometry", "mask_tta")
+              "first_clauses", "match_radiometry", "mask_tta")
 
 
 class Evaluator(nn.Module):

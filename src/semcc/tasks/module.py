@@ -288,7 +288,8 @@ class SemanticCCTask(L.LightningModule):
                     max_new_tokens=self.evaluation.max_new_tokens, seed=self.evaluation.sample_seed, encoded=encoded,
                 )
             extra = self.no_change_candidates()
-            captions = [choose_consistent(c, more, s, no_change=extra, samples=drawn)[0]
+            clauses = self.evaluation.first_clauses
+            captions = [choose_consistent(c, more, s, no_change=extra, samples=drawn, first_clauses=clauses)[0]
                         for c, more, s, drawn in zip(captions, candidates, summaries, samples, strict=True)]
         return mask_logits, captions
 
