@@ -35,7 +35,9 @@ equally well by minimum Bayes risk (:func:`expected_similarity` to the samples):
 model's most probable sentence, which can be one generic caption for many pairs while the samples name what changed.
 :func:`mask_prefixes` (0.16) lets the mask write the opening of more candidates, its count and class ("two houses"),
 which the model continues (``SemanticCC.prefixed_captions``): the change detection of Eq. 6 guides the caption of
-Eq. 7.
+Eq. 7. With ``first_clauses`` (:func:`with_first_clauses`) each candidate's words before its first "and" join the
+candidates just before it, so that a caption of two events, whose second the mask cannot tell from the first, does
+not outrank its own first clause.
 """
 
 from __future__ import annotations
