@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from _common import add_json_argument, report, score_predictor
 
@@ -46,6 +47,30 @@ COLUMNS = {
     "cider": "CIDEr",
     "seconds": "seconds",
 }
+
+
+#: The consistent decoding's switches: Predictor setting, the row's words when a row sets it on / off, and the words
+#: when a row leaves it as the checkpoint has it, on.
+SWITCHES = (("mask_prefixes", ("mask-guided candidates on", "mask-guided candidates off"), "mask-guided"),
+            ("road_shapes", ("road shapes apart", "road shapes counted"), "road shapes apart"),
+            ("first_clauses", ("first clauses in", "first clauses out"), "first clauses"))
+
+
+def row_label(run: dict[str, Any], predictor: Any, temperature: float) -> str:
+    """The ``decoding`` cell of a row: its decoding and what the row sets, or the checkpoint's switches that are on."""
+    label = run["decoding"]
+    if run.get("change_share") is not None:
+        label += f" ({predictor.change_share:g})"
+    if run["samples"]:
+        label += f", {run['samples']} samples (T {temperature:g})"
+    if run.get("length_penalty") is not None:
+        label += f", length penalty {run['length_penalty']:g}"
+    for name, (on, off), kept in SWITCHES:
+        if run.get(name) is not None:
+            label += ", " + (on if run[name] else off)
+        elif run["decoding"] == "consistent" and getattr(predictor, name):
+            label += f" ({kept})"
+    return label
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -85,39 +110,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"{root}: no LevirCCcaptions.json (run `semcc fit --config configs/tiny.yaml` or `semcc synth`)")
     rows = []
     shares: list[float | None] = list(args.change_share) if args.change_share else [None]
-    runs = [("greedy", None, 0, None, None, None, None)] + [("consistent", x, 0, None, None, None, None)
-                                                             for x in shares]
-    runs += [("consistent", None, n, None, None, None, None) for n in args.samples or []]
-    runs += [("consistent", None, 0, lp, None, None, None) for lp in args.length_penalty or []]
+    base: dict[str, Any] = {"decoding": "consistent", "samples": 0}  # Predictor's settings per row
+    runs = [{**base, "decoding": "greedy"}, *({**base, "change_share": x} for x in shares)]
+    runs += [{**base, "samples": n} for n in args.samples or []]
+    runs += [{**base, "length_penalty": lp} for lp in args.length_penalty or []]
     if args.mask_prefixes is not None:
-        runs.append(("consistent", None, 0, None, args.mask_prefixes, None, None))
+        runs.append({**base, "mask_prefixes": args.mask_prefixes})
     if args.road_shapes is not None:
-        runs.append(("consistent", None, 0, None, args.mask_prefixes, args.road_shapes, None))
+        runs.append({**base, "mask_prefixes": args.mask_prefixes, "road_shapes": args.road_shapes})
     if args.first_clauses is not None:
-        runs.append(("consistent", None, 0, None, None, None, args.first_clauses))
-    for decoding, share, samples, penalty, prefixes, shapes, clauses in runs:
-        predictor = Predictor.from_checkpoint(args.ckpt, decoding=decoding, beams=args.beams, samples=samples,
-                                              temperature=args.temperature, batch_size=args.batch_size,
-                                              change_share=share, length_penalty=penalty, mask_prefixes=prefixes,
-                                              road_shapes=shapes, first_clauses=clauses)
+        runs.append({**base, "first_clauses": args.first_clauses})
+    for run in runs:
+        predictor = Predictor.from_checkpoint(args.ckpt, beams=args.beams, temperature=args.temperature,
+                                              batch_size=args.batch_size, **run)
         scores = score_predictor(predictor, root, args.split, min_share=predictor.change_share)
-        row = {"decoding": decoding if share is None else f"{decoding} ({predictor.change_share:g})"}
-        if samples:
-            row["decoding"] = f"{decoding}, {samples} samples (T {args.temperature:g})"
-        if penalty is not None:
-            row["decoding"] = f"{decoding}, length penalty {penalty:g}"
-        if prefixes is not None:
-            row["decoding"] = f"{decoding}, mask-guided candidates {'on' if prefixes else 'off'}"
-        elif decoding == "consistent" and predictor.mask_prefixes:
-            row["decoding"] += " (mask-guided)"
-        if shapes is not None:
-            row["decoding"] += f", road shapes {'apart' if shapes else 'counted'}"
-        elif decoding == "consistent" and predictor.road_shapes:
-            row["decoding"] += " (road shapes apart)"
-        if clauses is not None:
-            row["decoding"] += f", first clauses {'in' if clauses else 'out'}"
-        elif decoding == "consistent" and predictor.first_clauses:
-            row["decoding"] += " (first clauses)"
+        row = {"decoding": row_label(run, predictor, args.temperature)}
         row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in scores.items() if k in COLUMNS})
         row["seconds"] = round(scores["seconds"], 3)
         rows.append(row)

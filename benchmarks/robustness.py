@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                   "decoding": predictor.decoding, "samples": predictor.samples,
                   "mask_prefixes": predictor.mask_prefixes, "road_shapes": predictor.road_shapes,
                   "first_clauses": predictor.first_clauses, "match_radiometry": predictor.match_radiometry,
-                  "invariant_share": invariant_share,
-                  "mask_tta": predictor.mask_tta})
+                  "invariant_share": invariant_share, "mask_tta": predictor.mask_tta})
     return rows
 
 

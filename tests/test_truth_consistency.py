@@ -735,3 +735,14 @@ def test_mask_guided_candidates_join_the_consistent_decoding(tiny_checkpoint: Pa
     for c, g in zip(clauses, guided, strict=True):
         assert set(c.candidates) == set(with_first_clauses(g.candidates))
         assert c.consistency.severity() <= g.consistency.severity()
+    # The short test fit writes no caption of two events, so the Predictor's setting is also checked on one written
+    # by hand (eight building components: its first clause wins where first clauses are on)
+    two_events = "many houses are built on the right side of the scene and a house is demolished at the bottom"
+    logit = torch.full((1, 100, 100), -9.0)
+    for x in (5, 30, 55, 80):
+        for y in (10, 60):
+            logit[:, y:y + 6, x:x + 6] = 9.0
+    for on, chosen in ((True, "many houses are built on the right side of the scene"), (False, two_events)):
+        result = Predictor(task, decoding="consistent", first_clauses=on)._result(
+            "hand", (100, 100), two_events, logit, False, False, candidates=[])
+        assert result.caption == chosen and result.candidates[0] == chosen
