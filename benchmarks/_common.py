@@ -5,9 +5,10 @@ core count, GPU name when CUDA is available, torch version, dtype, threads) and 
 machine description to ``--json PATH`` through :func:`report`. Nothing here is measured: it only describes and
 formats what a script measured.
 
-Importing it flushes subnormal floats to zero (:func:`semcc.denormals.flush_denormals`, as the ``semcc`` console
-script does before any command), so that a script that trains or predicts in its own process measures the
-arithmetic of ``semcc fit``; every script imports this module before it runs a torch operation.
+Importing it flushes subnormal floats to zero (:func:`semcc.denormals.flush_denormals`) and raises glibc's mmap and
+trim thresholds (:func:`semcc.allocator.tune_malloc`), as the ``semcc`` console script does before any command, so
+that a script that trains or predicts in its own process measures the arithmetic and the memory reuse of ``semcc
+fit``; every script imports this module before it runs a torch operation.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from semcc.allocator import tune_malloc
 from semcc.denormals import flush_denormals
 
 flush_denormals()
+tune_malloc()
 
 __all__ = [
     "PeakMemory",

@@ -18,6 +18,12 @@ The full fit (2 epochs; README, "Quick start", for its time): ``python benchmark
 A short check (one epoch of 5 batches, then validation):
 ``python benchmarks/fit_tiny.py -- --trainer.max_epochs 1 --trainer.limit_train_batches 5
 --trainer.check_val_every_n_epoch 1`` (configs/tiny.yaml validates after its second epoch only).
+
+``--same-as DIR`` compares the run with an earlier one whose ``--out`` was ``DIR``: how many cells of the two
+``metrics.csv`` files are equal (every logged loss and score, as text) and how many tensors of the two ``last.ckpt``
+state dicts are ``torch.equal``. A change that should alter the speed and nothing else (``SEMCC_MALLOC_TUNING=0``
+against the default, ``SEMCC_FLUSH_DENORMALS=0``) must leave both at all of them. ``--compare DIR DIR`` compares two
+earlier runs without fitting.
 """
 
 from __future__ import annotations
@@ -141,15 +147,55 @@ def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG,
     return wall, found[-1], launched
 
 
+def _run_files(folder: Path) -> tuple[Path, Path]:
+    """The newest ``metrics.csv`` and ``last.ckpt`` under a run folder; a missing one is an error naming it."""
+    found = {}
+    for name in ("metrics.csv", "last.ckpt"):
+        paths = sorted(folder.rglob(name), key=lambda p: p.stat().st_mtime)
+        if not paths:
+            raise FileNotFoundError(f"no {name} under {folder}")
+        found[name] = paths[-1]
+    return found["metrics.csv"], found["last.ckpt"]
+
+
+def compare_runs(first: Path, second: Path) -> dict[str, int]:
+    """Cells of the two runs' ``metrics.csv`` that are equal, and tensors of their ``last.ckpt`` state dicts that are
+    ``torch.equal``, with the totals (a cell or tensor only one run has counts as different)."""
+    import torch
+
+    (csv_a, ckpt_a), (csv_b, ckpt_b) = _run_files(first), _run_files(second)
+    rows_a = list(csv.reader(csv_a.open(newline="")))
+    rows_b = list(csv.reader(csv_b.open(newline="")))
+    cells = max(sum(map(len, rows_a)), sum(map(len, rows_b)))
+    same_cells = sum(x == y for ra, rb in zip(rows_a, rows_b, strict=False) for x, y in zip(ra, rb, strict=False))
+    state_a = torch.load(ckpt_a, map_location="cpu", weights_only=False)["state_dict"]
+    state_b = torch.load(ckpt_b, map_location="cpu", weights_only=False)["state_dict"]
+    keys = state_a.keys() | state_b.keys()
+    same_tensors = sum(k in state_a and k in state_b and state_a[k].shape == state_b[k].shape
+                       and torch.equal(state_a[k], state_b[k]) for k in keys)
+    return {"cells": cells, "same_cells": same_cells, "tensors": len(keys), "same_tensors": same_tensors}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="arguments after -- go to `semcc fit` unchanged")
     parser.add_argument("--fresh", action="store_true", help="empty temporary HOME: SynthLEVIR is generated again")
     parser.add_argument("--out", type=Path, help="log folder (default: a new temporary folder, kept)")
     parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--same-as", type=Path, metavar="DIR",
+                        help="an earlier run's --out: count the equal metrics.csv cells and last.ckpt tensors")
+    parser.add_argument("--compare", type=Path, nargs=2, metavar="DIR",
+                        help="no fit: compare two earlier runs' --out folders as --same-as does")
     add_json_argument(parser, "fit_tiny.json")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
+    if args.compare:
+        same = compare_runs(*args.compare)
+        print(f"{args.compare[0]} against {args.compare[1]}: {same['same_cells']} of {same['cells']} metrics.csv "
+              f"cells equal, {same['same_tensors']} of {same['tensors']} last.ckpt tensors torch.equal")
+        return {"same_as": same}
+    if args.same_as is not None:
+        _run_files(args.same_as)  # before the fit: a wrong folder fails now, not after minutes of training
     out = args.out or Path(tempfile.mkdtemp(prefix="semcc-fit-tiny-"))
     wall, metrics_csv, launched = run_fit(extra, out, fresh=args.fresh, config=args.config)
     val = last_validation(metrics_csv)
@@ -170,6 +216,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"command: semcc fit --config {args.config.name} {' '.join(extra)}".rstrip(),
         f"metrics: {metrics_csv}",
     ]
+    same = compare_runs(out, args.same_as) if args.same_as is not None else None
+    if same is not None:
+        notes.append(f"against {args.same_as}: {same['same_cells']} of {same['cells']} metrics.csv cells equal, "
+                     f"{same['same_tensors']} of {same['tensors']} last.ckpt tensors torch.equal")
     if not any(r["run"] is not None for r in rows):
         notes.append("no validation was logged: configs/tiny.yaml validates after its second epoch only "
                      "(add --trainer.check_val_every_n_epoch 1 to a shorter run)")
@@ -182,11 +232,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report("semcc fit, tiny", rows, columns,
            json_path=args.json, notes=notes,
            extra={"wall_s": round(wall, 1), "fresh": args.fresh, "extra_args": extra, "validation": val,
-                  "times": times})
+                  "times": times, "same_as": same})
     report("where the wall time went", times,
            {"part": "part", "runs": "runs", "batches": "batches", "seconds": "seconds", "s_per_batch": "s / batch"},
            json_path=None, notes=[f"phase times: {times_file}"])
-    return {"wall_s": wall, "validation": val, "times": times}
+    return {"wall_s": wall, "validation": val, "times": times, "same_as": same}
 
 
 if __name__ == "__main__":

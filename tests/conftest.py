@@ -1,7 +1,8 @@
 """Shared fixtures: the real LEVIR-CC samples in ../shared and a small SynthLEVIR data set.
 
 The tests compute in the arithmetic of the ``semcc`` console script: subnormal floats flushed to zero
-(:mod:`semcc.denormals`), set here, before any test runs a torch operation.
+(:mod:`semcc.denormals`), set here, before any test runs a torch operation; and with its memory reuse (glibc's mmap
+and trim thresholds raised, :mod:`semcc.allocator`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from semcc.allocator import tune_malloc
 from semcc.denormals import flush_denormals
 
 flush_denormals()
+tune_malloc()
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PAIRS = ("train_000016.png", "train_000051.png", "train_000054.png")
