@@ -141,21 +141,20 @@ def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG,
         wall = time.perf_counter() - start
         if home is not None:
             home.cleanup()
-    found = sorted(out.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    return wall, newest(out, "metrics.csv"), launched
+
+
+def newest(folder: Path, name: str) -> Path:
+    """The newest file called ``name`` under ``folder``; none is an error naming both."""
+    found = sorted(folder.rglob(name), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise FileNotFoundError(f"no metrics.csv under {out}")
-    return wall, found[-1], launched
+        raise FileNotFoundError(f"no {name} under {folder}")
+    return found[-1]
 
 
 def _run_files(folder: Path) -> tuple[Path, Path]:
-    """The newest ``metrics.csv`` and ``last.ckpt`` under a run folder; a missing one is an error naming it."""
-    found = {}
-    for name in ("metrics.csv", "last.ckpt"):
-        paths = sorted(folder.rglob(name), key=lambda p: p.stat().st_mtime)
-        if not paths:
-            raise FileNotFoundError(f"no {name} under {folder}")
-        found[name] = paths[-1]
-    return found["metrics.csv"], found["last.ckpt"]
+    """The newest ``metrics.csv`` and ``last.ckpt`` under a run folder."""
+    return newest(folder, "metrics.csv"), newest(folder, "last.ckpt")
 
 
 def compare_runs(first: Path, second: Path) -> dict[str, int]:
@@ -176,6 +175,12 @@ def compare_runs(first: Path, second: Path) -> dict[str, int]:
     return {"cells": cells, "same_cells": same_cells, "tensors": len(keys), "same_tensors": same_tensors}
 
 
+def same_line(other: Path, same: dict[str, int]) -> str:
+    """One line of :func:`compare_runs`'s counts against the run folder ``other``."""
+    return (f"against {other}: {same['same_cells']} of {same['cells']} metrics.csv cells equal, "
+            f"{same['same_tensors']} of {same['tensors']} last.ckpt tensors torch.equal")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="arguments after -- go to `semcc fit` unchanged")
@@ -191,8 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extra = [a for a in extra if a != "--"]
     if args.compare:
         same = compare_runs(*args.compare)
-        print(f"{args.compare[0]} against {args.compare[1]}: {same['same_cells']} of {same['cells']} metrics.csv "
-              f"cells equal, {same['same_tensors']} of {same['tensors']} last.ckpt tensors torch.equal")
+        print(args.compare[0], same_line(args.compare[1], same))
         return {"same_as": same}
     if args.same_as is not None:
         _run_files(args.same_as)  # before the fit: a wrong folder fails now, not after minutes of training
@@ -218,8 +222,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     same = compare_runs(out, args.same_as) if args.same_as is not None else None
     if same is not None:
-        notes.append(f"against {args.same_as}: {same['same_cells']} of {same['cells']} metrics.csv cells equal, "
-                     f"{same['same_tensors']} of {same['tensors']} last.ckpt tensors torch.equal")
+        notes.append(same_line(args.same_as, same))
     if not any(r["run"] is not None for r in rows):
         notes.append("no validation was logged: configs/tiny.yaml validates after its second epoch only "
                      "(add --trainer.check_val_every_n_epoch 1 to a shorter run)")

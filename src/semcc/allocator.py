@@ -23,7 +23,6 @@ allocator is preloaded (``LD_PRELOAD`` naming jemalloc or tcmalloc, PyTorch's us
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -61,9 +60,8 @@ def tune_malloc(enabled: bool | None = None) -> bool:
     preload = os.environ.get("LD_PRELOAD", "").lower()
     if any(name in preload for name in _OTHER_ALLOCATORS):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+    try:  # the running interpreter's own symbols, glibc's among them (find_library would run ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
