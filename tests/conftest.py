@@ -1,5 +1,7 @@
 """Shared fixtures: the real LEVIR-CC samples in ../shared and a small SynthLEVIR data set.
 
+The suite runs on pytest-xdist's workers (``-n auto`` in pyproject.toml; ``-n 0`` runs it in one process): each worker
+gets an equal share of the cores for torch, here and in the processes its tests start (``OMP_NUM_THREADS``).
 The tests compute in the arithmetic of the ``semcc`` console script: subnormal floats flushed to zero
 (:mod:`semcc.denormals`), set here, before any test runs a torch operation; and with its memory reuse (glibc's mmap
 and trim thresholds raised, :mod:`semcc.allocator`).
@@ -7,9 +9,11 @@ and trim thresholds raised, :mod:`semcc.allocator`).
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,20 @@ from semcc.denormals import flush_denormals
 
 flush_denormals()
 tune_malloc()
+
+
+def _share_the_cores() -> None:
+    """Split the cores among pytest-xdist's workers (2 workers on 2 cores: one torch thread each, not two)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        torch.set_num_threads(threads)
+
+
+_share_the_cores()
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_PAIRS = ("train_000016.png", "train_000051.png", "train_000054.png")
@@ -49,6 +67,26 @@ def real_levir_cc(real_levir_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return root
 
 
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A session-wide folder that ``build`` fills once for all of pytest-xdist's workers: the first worker to ask
+    builds it, the others wait for it (a file lock) and reuse it; read-only for the tests. Without xdist, a plain
+    temporary folder."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        folder = tmp_path_factory.mktemp(name)
+        build(folder)
+        return folder
+    base = tmp_path_factory.getbasetemp().parent  # the session's folder, above each worker's own
+    folder, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():  # not built yet, or a worker's build failed: (re)build it
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def synth_config():
     """The arguments of the session's small SynthLEVIR (64 px pairs, 256 px CD tiles)."""
@@ -64,9 +102,8 @@ def synth_root(synth_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small SynthLEVIR data set, generated once per test session."""
     from semcc.data.synthetic import generate_synth_levir
 
-    root = tmp_path_factory.mktemp("synth") / "synthlevir"
-    generate_synth_levir(root, synth_config)
-    return root
+    return built_once(tmp_path_factory, "synth", lambda folder: generate_synth_levir(folder / "synthlevir",
+                                                                                    synth_config)) / "synthlevir"
 
 
 @pytest.fixture(scope="session")
@@ -102,9 +139,10 @@ def tiny_run(tiny_cli_args, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     from semcc.main import main
 
-    run = tmp_path_factory.mktemp("tiny-run")
-    assert main(["fit", *tiny_cli_args(run)]) == 0
-    return run
+    def fit(run: Path) -> None:
+        assert main(["fit", *tiny_cli_args(run)]) == 0
+
+    return built_once(tmp_path_factory, "tiny-run", fit)
 
 
 @pytest.fixture(scope="session")

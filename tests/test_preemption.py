@@ -60,17 +60,7 @@ def _last(run: Path) -> dict:
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
 def test_sigterm_and_sigkill_resume_to_the_same_number_of_steps(tiny_cli_args, tmp_path: Path) -> None:
-    plain = _fit(tiny_cli_args, tmp_path / "plain", tmp_path, "plain")
-    assert plain.returncode == 0, plain.stderr[-3000:]
-    total = _last(tmp_path / "plain")["global_step"]
-    assert total == 14  # 2 epochs of 7 steps: cd 1, cc 3, joint 3
-    # last.ckpt itself holds the end, whether or not the second validation was a new best (Lightning's
-    # ModelCheckpoint rewrites last.ckpt only with a new best; PreemptionCheckpoint writes it when training ends)
-    final = torch.load(tmp_path / "plain" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert final["global_step"] == 14
-    # tiny's weight average (EMAWeightAveraging): its warning about sharded layers is not shown on one device
-    # (semcc.cli filters it unless the strategy shards)
-    assert "WeightAveraging callback" not in plain.stdout + plain.stderr
+    total = 14  # an uninterrupted run: 2 epochs of 7 steps (cd 1, cc 3, joint 3)
 
     # SIGTERM at the start of step 5 (phase iii of epoch 0): that step ends, last.ckpt is saved, exit 143.
     run = tmp_path / "run"
@@ -92,6 +82,13 @@ def test_sigterm_and_sigkill_resume_to_the_same_number_of_steps(tiny_cli_args, t
     resumed = _fit(tiny_cli_args, run, tmp_path, "resume", resume=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _last(run)["global_step"] == total
+    # last.ckpt itself holds the end, whether or not the second validation was a new best (Lightning's
+    # ModelCheckpoint rewrites last.ckpt only with a new best; PreemptionCheckpoint writes it when training ends)
+    final = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["global_step"] == total
+    # tiny's weight average (EMAWeightAveraging): its warning about sharded layers is not shown on one device
+    # (semcc.cli filters it unless the strategy shards)
+    assert "WeightAveraging callback" not in resumed.stdout + resumed.stderr
 
 
 class _Worse(L.LightningModule):
