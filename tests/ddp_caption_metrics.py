@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 
 import torch.distributed as dist
@@ -41,6 +42,13 @@ def _run(rank: int, world: int, port: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+def _free_port() -> str:
+    """A port no process listens on now (the OS picks it), so that tests running side by side do not collide."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 if __name__ == "__main__":
-    port = str(29500 + os.getpid() % 1000)
+    port = _free_port()
     mp.spawn(_run, args=(2, port, sys.argv[1]), nprocs=2, join=True)
