@@ -146,10 +146,10 @@ def run_fit(extra: list[str], out: Path, *, fresh: bool, config: Path = CONFIG,
 
 def newest(folder: Path, name: str) -> Path:
     """The newest file called ``name`` under ``folder``; none is an error naming both."""
-    found = sorted(folder.rglob(name), key=lambda p: p.stat().st_mtime)
-    if not found:
+    found = max(folder.rglob(name), key=lambda p: p.stat().st_mtime, default=None)
+    if found is None:
         raise FileNotFoundError(f"no {name} under {folder}")
-    return found[-1]
+    return found
 
 
 def _run_files(folder: Path) -> tuple[Path, Path]:

@@ -1,7 +1,9 @@
 """Shared fixtures: the real LEVIR-CC samples in ../shared and a small SynthLEVIR data set.
 
 The suite runs on pytest-xdist's workers (``-n auto`` in pyproject.toml; ``-n 0`` runs it in one process): each worker
-gets an equal share of the cores for torch, here and in the processes its tests start (``OMP_NUM_THREADS``).
+gets an equal share of the cores for torch, here and in the processes its tests start (``OMP_NUM_THREADS``), and the
+session's SynthLEVIR and tiny fit are built once for all workers (:func:`built_once`).
+
 The tests compute in the arithmetic of the ``semcc`` console script: subnormal floats flushed to zero
 (:mod:`semcc.denormals`), set here, before any test runs a torch operation; and with its memory reuse (glibc's mmap
 and trim thresholds raised, :mod:`semcc.allocator`).
@@ -9,7 +11,6 @@ and trim thresholds raised, :mod:`semcc.allocator`).
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import os
 import shutil
@@ -75,10 +76,11 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
         folder = tmp_path_factory.mktemp(name)
         build(folder)
         return folder
+    from semcc.data.datamodule import _file_lock  # the lock SynthLEVIR's generation takes across DDP ranks
+
     base = tmp_path_factory.getbasetemp().parent  # the session's folder, above each worker's own
     folder, done = base / name, base / f"{name}.done"
-    with open(base / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    with _file_lock(base / f"{name}.lock"):
         if not done.exists():  # not built yet, or a worker's build failed: (re)build it
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
